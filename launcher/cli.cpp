@@ -1,0 +1,161 @@
+#include "launcher/cli.h"
+
+#include <cblas.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <exception>
+#include <sstream>
+
+#include "comm/mpi_runtime.h"
+#include "launcher/config.h"
+#include "lowband_build.h"
+#include "runtime/device.h"
+#include "runtime/error.h"
+#if LB_WITH_CUDA
+#include "runtime/cuda/backend.h"
+#endif
+
+extern "C" {
+// OpenBLAS extensions (declared in its cblas.h on Debian, repeated here for other layouts).
+char* openblas_get_config(void);
+int openblas_get_num_threads(void);
+}
+
+namespace lowband::launcher {
+
+std::string versionText() {
+  std::ostringstream s;
+  s << "lowband " << LB_VERSION << "\n";
+  s << "  OpenBLAS: " << openblas_get_config() << " (" << openblas_get_num_threads()
+    << " threads)\n";
+  s << "  MPI: " << comm::mpiLibraryVersion() << "\n";
+#if LB_WITH_CUDA
+  s << "  CUDA backend: built for sm_" << LB_GPU_ARCHS << "; " << runtime::cuda::versionInfo()
+    << ", NCCL " << comm::ncclVersion() << "\n";
+  const runtime::CudaProbe& probe = runtime::probeCuda();
+  s << "  GPUs: " << (probe.count > 0 ? probe.message : "none usable (" + probe.message + ")")
+    << "\n";
+#else
+  s << "  CUDA backend: not built (nvcc was not found at build time)\n";
+#endif
+  return s.str();
+}
+
+namespace {
+
+// Where the CLI writes: rank 0 prints results; other ranks stay quiet unless they fail.
+struct Streams {
+  std::ostream& out;
+  std::ostream& err;
+  const CliContext& ctx;
+  bool quiet() const { return ctx.rank != 0; }
+};
+
+int validate(const std::vector<std::string>& files, const std::vector<std::string>& overrides,
+             int64_t world_option, bool print, const Streams& io) {
+  LoadOptions options;
+  options.overrides = overrides;
+  if (world_option > 0)
+    options.world = world_option;
+  else if (io.ctx.world > 1)
+    options.world = io.ctx.world;  // under mpiexec the job's own size is the one that matters
+  int status = kExitOk;
+  for (const std::string& file : files) {
+    try {
+      Config config = loadConfig(file, options);
+      if (io.quiet()) continue;
+      for (const std::string& w : config.warnings) io.err << "warning: " << w << "\n";
+      if (print) {
+        if (files.size() > 1) io.out << "# " << file << "\n";
+        io.out << toYaml(config);
+      } else {
+        io.out << file << ": ok: " << summary(config) << "\n";
+      }
+    } catch (const ConfigError& e) {
+      // Every rank reads the same file, so rank 0 speaks for all of them.
+      if (!io.quiet()) io.err << "error: " << e.what() << "\n";
+      status = kExitBadInput;
+    }
+  }
+  return status;
+}
+
+}  // namespace
+
+int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+           const CliContext& context) {
+  Streams io{out, err, context};
+  CLI::App app{
+      "lowband: data-parallel training for clusters with slow links (local SGD, DiLoCo, "
+      "Streaming DiLoCo, CO2, hierarchical ZeRO over NIC tiers)",
+      "lowband"};
+  app.set_version_flag("--version", [] {
+    std::string text = versionText();
+    text.pop_back();  // CLI11 adds its own newline
+    return text;
+  });
+  app.require_subcommand(1);
+  app.footer("Start under mpiexec/srun for several ranks; see README.md.");
+
+  std::vector<std::string> files, overrides;
+  int64_t world = 0;
+  bool print = false;
+  CLI::App* validate_cmd =
+      app.add_subcommand("validate", "Check configs (schema, units, cross-field rules); exit 0/1");
+  validate_cmd->add_option("CONFIG", files, "YAML experiment configs")
+      ->required()
+      ->check(CLI::ExistingFile);
+  validate_cmd->add_option("--set", overrides, "Override a key: key.path=value (repeatable)")
+      ->type_name("KEY=VALUE");
+  validate_cmd
+      ->add_option("--world", world,
+                   "Check tier sizes against this many ranks (default: the MPI world "
+                   "when run under mpiexec)")
+      ->check(CLI::PositiveNumber);
+  validate_cmd->add_flag("--print", print, "Print the resolved config as YAML");
+
+  // CLI11 reports a mistyped command as a missing one; name it and suggest the closest instead.
+  if (!args.empty() && !args[0].empty() && args[0][0] != '-') {
+    std::vector<std::string> commands;
+    for (const CLI::App* sub : app.get_subcommands({})) commands.push_back(sub->get_name());
+    if (std::find(commands.begin(), commands.end(), args[0]) == commands.end()) {
+      if (!io.quiet()) {
+        std::string m = closestMatch(args[0], commands);
+        err << "error: unknown command '" << args[0] << "'"
+            << (m.empty() ? "" : " (did you mean '" + m + "'?)") << "; commands: ";
+        for (std::size_t i = 0; i < commands.size(); ++i) err << (i ? ", " : "") << commands[i];
+        err << "\n";
+      }
+      return kExitBadInput;
+    }
+  }
+
+  std::vector<std::string> argv_storage = args;
+  std::vector<const char*> argv;
+  argv.push_back("lowband");
+  for (const std::string& a : argv_storage) argv.push_back(a.c_str());
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::Success& e) {
+    if (!io.quiet()) app.exit(e, out, err);
+    return kExitOk;
+  } catch (const CLI::ParseError& e) {
+    if (!io.quiet()) app.exit(e, out, err);
+    return kExitBadInput;
+  }
+
+  try {
+    if (validate_cmd->parsed()) return validate(files, overrides, world, print, io);
+  } catch (const ConfigError& e) {
+    if (!io.quiet()) err << "error: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const runtime::Error& e) {
+    err << (context.world > 1 ? "[rank " + std::to_string(context.rank) + "] " : "")
+        << "error: " << e.what() << "\n";
+    return kExitRuntime;
+  }
+  return kExitOk;
+}
+
+}  // namespace lowband::launcher

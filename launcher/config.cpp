@@ -1,0 +1,1056 @@
+// Config schema and loader. The schema is written once, as describe(visitor, struct) functions;
+// three visitors walk it: KeyCollector (the keys a section accepts, for unknown-key errors),
+// Reader (YAML -> struct with type/range checks and locations) and Writer (struct -> YAML).
+#include "launcher/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <type_traits>
+
+namespace lowband::launcher {
+
+using runtime::DeviceMode;
+
+int64_t ModelConfig::layers() const {
+  return kind == ModelKind::Gpt ? n_layer : static_cast<int64_t>(hidden.size()) + 1;
+}
+
+int64_t OuterSyncConfig::resolvedFragments(const ModelConfig& model) const {
+  if (!fragments.isAuto()) return fragments.count;
+  return std::max<int64_t>(1, (model.layers() + 2) / 3);  // about 3 blocks per fragment
+}
+
+// ------------------------------------------------------------------------------------------
+// Suggestions
+
+namespace {
+std::size_t editDistance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t sub = prev[j - 1] + (std::tolower(a[i - 1]) != std::tolower(b[j - 1]));
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+}  // namespace
+
+std::string closestMatch(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  std::size_t best_d = std::max<std::size_t>(2, word.size() / 3) + 1;
+  for (const std::string& c : candidates) {
+    std::size_t d = editDistance(word, c);
+    // A prefix ("streaming" for "streaming_diloco") is as good as a near miss.
+    if (word.size() >= 3 && c.rfind(word, 0) == 0) d = std::min<std::size_t>(d, 1);
+    if (d < best_d) {
+      best_d = d;
+      best = c;
+    }
+  }
+  return best;
+}
+
+namespace {
+
+std::string didYouMean(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string m = closestMatch(word, candidates);
+  return m.empty() ? "" : " (did you mean '" + m + "'?)";
+}
+
+std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
+  std::string s;
+  for (const std::string& i : items) s += (s.empty() ? "" : sep) + i;
+  return s;
+}
+
+// ------------------------------------------------------------------------------------------
+// Scalar values: parse from a YAML node, format back, and a numeric view for range rules.
+
+struct ValueError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
+const char* nodeKind(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Null:
+      return "nothing";
+    default:
+      return "a value";
+  }
+}
+
+const std::string& scalar(const YAML::Node& n, const std::string& expected) {
+  if (!n.IsScalar()) throw ValueError("expected " + expected + ", got " + nodeKind(n));
+  return n.Scalar();
+}
+
+int64_t parseInt(const std::string& s, const std::string& expected) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size())
+    throw ValueError("expected " + expected + ", got '" + s + "'");
+  return v;
+}
+
+template <class T, class = void>
+struct Value;
+
+template <>
+struct Value<std::string> {
+  static std::string parse(const YAML::Node& n) { return scalar(n, "a string"); }
+  static std::string format(const std::string& v) { return v; }
+  static std::optional<double> number(const std::string&) { return std::nullopt; }
+};
+
+template <>
+struct Value<int64_t> {
+  static int64_t parse(const YAML::Node& n) {
+    return parseInt(scalar(n, "an integer"), "an integer");
+  }
+  static std::string format(int64_t v) { return std::to_string(v); }
+  static std::optional<double> number(int64_t v) { return static_cast<double>(v); }
+};
+
+template <>
+struct Value<double> {
+  static double parse(const YAML::Node& n) {
+    const std::string& s = scalar(n, "a number");
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end != '\0' || !std::isfinite(v))
+      throw ValueError("expected a number, got '" + s + "'");
+    return v;
+  }
+  static std::string format(double v) { return formatNumber(v); }
+  static std::optional<double> number(double v) { return v; }
+};
+
+template <>
+struct Value<bool> {
+  static bool parse(const YAML::Node& n) {
+    std::string s = scalar(n, "true or false");
+    std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+    if (s == "true" || s == "yes" || s == "on") return true;
+    if (s == "false" || s == "no" || s == "off") return false;
+    throw ValueError("expected true or false, got '" + n.Scalar() + "'");
+  }
+  static std::string format(bool v) { return v ? "true" : "false"; }
+  static std::optional<double> number(bool) { return std::nullopt; }
+};
+
+template <class E>
+struct Value<E, std::enable_if_t<std::is_enum_v<E>>> {
+  static std::vector<std::string> names() {
+    return {std::begin(EnumNames<E>::values), std::end(EnumNames<E>::values)};
+  }
+  static E parse(const YAML::Node& n) {
+    auto all = names();
+    const std::string& s = scalar(n, "one of " + join(all));
+    for (std::size_t i = 0; i < all.size(); ++i)
+      if (s == all[i]) return static_cast<E>(i);
+    throw ValueError("expected one of " + join(all) + ", got '" + s + "'" + didYouMean(s, all));
+  }
+  static std::string format(E v) { return enumName(v); }
+  static std::optional<double> number(E) { return std::nullopt; }
+};
+
+template <class Q, Q (*Parse)(const std::string&), class Num>
+struct Quantity {
+  static Q parse(const YAML::Node& n) {
+    try {
+      return Parse(scalar(n, "a value with a unit"));
+    } catch (const UnitError& e) {
+      throw ValueError(e.what());
+    }
+  }
+  static std::string format(const Q& v) { return launcher::format(v); }
+  static std::optional<double> number(const Q& v) { return Num{}(v); }
+};
+
+struct BandwidthNum {
+  double operator()(const Bandwidth& b) const { return b.bytes_per_s; }
+};
+struct ByteSizeNum {
+  double operator()(const ByteSize& b) const { return static_cast<double>(b.bytes); }
+};
+struct DurationNum {
+  double operator()(const Duration& d) const { return d.seconds; }
+};
+
+template <>
+struct Value<Bandwidth> : Quantity<Bandwidth, parseBandwidth, BandwidthNum> {};
+template <>
+struct Value<ByteSize> : Quantity<ByteSize, parseByteSize, ByteSizeNum> {};
+template <>
+struct Value<Duration> : Quantity<Duration, parseDuration, DurationNum> {};
+
+// An integer >= 1 or a keyword (`rest`, `auto`) stored as 0.
+template <class T, int64_t T::*Field>
+struct CountOrKeyword {
+  static T parse(const YAML::Node& n, const char* keyword) {
+    std::string expected = std::string("a positive integer or '") + keyword + "'";
+    const std::string& s = scalar(n, expected);
+    if (s == keyword) return T{};
+    int64_t v = parseInt(s, expected);
+    if (v < 1) throw ValueError("expected " + expected + ", got " + s);
+    T t;
+    t.*Field = v;
+    return t;
+  }
+  static std::string format(const T& v, const char* keyword) {
+    return v.*Field == 0 ? keyword : std::to_string(v.*Field);
+  }
+  static std::optional<double> number(const T&) { return std::nullopt; }
+};
+
+template <>
+struct Value<TierSize> : CountOrKeyword<TierSize, &TierSize::ranks> {
+  static TierSize parse(const YAML::Node& n) { return CountOrKeyword::parse(n, "rest"); }
+  static std::string format(const TierSize& v) { return CountOrKeyword::format(v, "rest"); }
+};
+
+template <>
+struct Value<FragmentCount> : CountOrKeyword<FragmentCount, &FragmentCount::count> {
+  static FragmentCount parse(const YAML::Node& n) { return CountOrKeyword::parse(n, "auto"); }
+  static std::string format(const FragmentCount& v) { return CountOrKeyword::format(v, "auto"); }
+};
+
+// ------------------------------------------------------------------------------------------
+// Rules attached to a key.
+
+struct Rule {
+  std::optional<double> min{};
+  std::optional<double> max{};
+  bool min_open = false;  // min itself is not allowed
+  bool max_open = false;
+  bool required = false;
+  bool active = true;          // false: the key does not apply under the current settings
+  const char* when = nullptr;  // when it applies, for the "ignored" warning
+};
+
+std::string rangeViolation(double v, const Rule& r) {
+  if (r.min && (v < *r.min || (r.min_open && v == *r.min)))
+    return std::string("must be ") + (r.min_open ? "> " : ">= ") + formatNumber(*r.min);
+  if (r.max && (v > *r.max || (r.max_open && v == *r.max)))
+    return std::string("must be ") + (r.max_open ? "< " : "<= ") + formatNumber(*r.max);
+  return "";
+}
+
+// ------------------------------------------------------------------------------------------
+// Parse context: file name, --set overrides, and where to record locations and warnings.
+
+class Context {
+ public:
+  Context(std::string file, Config& config) : file_(std::move(file)), config_(config) {}
+
+  void addOverride(const std::string& path, const std::string& text) {
+    overrides_.emplace_back(path, text);
+  }
+
+  std::string locate(const std::string& path, const YAML::Node& node) const {
+    for (const auto& [o, text] : overrides_) {
+      if (path == o || path.rfind(o + ".", 0) == 0 || path.rfind(o + "[", 0) == 0)
+        return file_ + " (--set " + text + ")";
+    }
+    if (node.IsDefined()) {
+      YAML::Mark m = node.Mark();
+      if (!m.is_null())
+        return file_ + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+    }
+    return file_;
+  }
+
+  [[noreturn]] void fail(const std::string& path, const YAML::Node& node,
+                         const std::string& what) const {
+    throw ConfigError(locate(path, node) + ": " + (path.empty() ? "" : path + ": ") + what);
+  }
+
+  void record(const std::string& path, const YAML::Node& key) {
+    config_.locations[path] = locate(path, key);
+  }
+
+  void warn(const std::string& path, const YAML::Node& node, const std::string& what) {
+    config_.warnings.push_back(locate(path, node) + ": " + path + ": " + what);
+  }
+
+ private:
+  std::string file_;
+  Config& config_;
+  std::vector<std::pair<std::string, std::string>> overrides_;
+};
+
+std::string childPath(const std::string& parent, const std::string& key) {
+  return parent.empty() ? key : parent + "." + key;
+}
+
+// ------------------------------------------------------------------------------------------
+// Visitors
+
+class KeyCollector {
+ public:
+  std::vector<std::string> keys;
+  template <class T>
+  void value(const char* key, T&, Rule = {}) {
+    keys.push_back(key);
+  }
+  template <class S>
+  void section(const char* key, S&, Rule = {}) {
+    keys.push_back(key);
+  }
+  template <class S>
+  void sections(const char* key, std::vector<S>&, Rule = {}) {
+    keys.push_back(key);
+  }
+};
+
+template <class S>
+void readSection(Context& ctx, const YAML::Node& node, const std::string& path, S& out);
+
+class Reader {
+ public:
+  Reader(Context& ctx, const YAML::Node& map, std::string path)
+      : ctx_(ctx), map_(map), path_(std::move(path)) {}
+
+  template <class T>
+  void value(const char* key, T& out, Rule rule = {}) {
+    YAML::Node k, v;
+    if (!find(key, k, v, rule)) return;
+    parseInto(childPath(path_, key), v, out, rule);
+  }
+
+  template <class S>
+  void section(const char* key, S& out, Rule rule = {}) {
+    YAML::Node k, v;
+    if (find(key, k, v, rule)) readSection(ctx_, v, childPath(path_, key), out);
+  }
+
+  template <class S>
+  void sections(const char* key, std::vector<S>& out, Rule rule = {}) {
+    YAML::Node k, v;
+    if (!find(key, k, v, rule)) return;
+    const std::string path = childPath(path_, key);
+    if (!v.IsSequence())
+      ctx_.fail(path, v, std::string("expected a list of maps, got ") + nodeKind(v));
+    out.clear();
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      S item;
+      readSection(ctx_, v[i], path + "[" + std::to_string(i) + "]", item);
+      out.push_back(std::move(item));
+    }
+  }
+
+ private:
+  // Finds `key`; handles missing-but-required and present-but-inactive keys. True when the
+  // value should be parsed.
+  bool find(const char* key, YAML::Node& k, YAML::Node& v, const Rule& rule) {
+    const std::string path = childPath(path_, key);
+    bool found = false;
+    for (auto it = map_.begin(); it != map_.end() && !found; ++it) {
+      if (it->first.IsScalar() && it->first.Scalar() == key) {
+        k.reset(it->first);
+        v.reset(it->second);
+        found = true;
+      }
+    }
+    if (!found) {
+      if (rule.required && rule.active)
+        ctx_.fail(path, map_,
+                  std::string("missing required key") +
+                      (rule.when ? std::string(" (required when ") + rule.when + ")" : ""));
+      return false;
+    }
+    ctx_.record(path, k);
+    if (!rule.active) {
+      ctx_.warn(path, k, std::string("ignored: only used when ") + (rule.when ? rule.when : "?"));
+      return false;
+    }
+    return true;
+  }
+
+  template <class T>
+  T parseScalar(const std::string& path, const YAML::Node& v, const Rule& rule) {
+    T out;
+    try {
+      out = Value<T>::parse(v);
+    } catch (const ValueError& e) {
+      ctx_.fail(path, v, e.what());
+    }
+    if (auto num = Value<T>::number(out)) {
+      std::string bad = rangeViolation(*num, rule);
+      if (!bad.empty()) ctx_.fail(path, v, Value<T>::format(out) + " " + bad);
+    }
+    return out;
+  }
+
+  template <class T>
+  void parseInto(const std::string& path, const YAML::Node& v, T& out, const Rule& rule) {
+    out = parseScalar<T>(path, v, rule);
+  }
+
+  template <class T>
+  void parseInto(const std::string& path, const YAML::Node& v, std::vector<T>& out,
+                 const Rule& rule) {
+    if (!v.IsSequence()) ctx_.fail(path, v, std::string("expected a list, got ") + nodeKind(v));
+    out.clear();
+    for (std::size_t i = 0; i < v.size(); ++i)
+      out.push_back(parseScalar<T>(path + "[" + std::to_string(i) + "]", v[i], rule));
+  }
+
+  template <class T, std::size_t N>
+  void parseInto(const std::string& path, const YAML::Node& v, std::array<T, N>& out,
+                 const Rule& rule) {
+    if (!v.IsSequence() || v.size() != N)
+      ctx_.fail(path, v,
+                "expected a list of " + std::to_string(N) + " values, got " +
+                    (v.IsSequence() ? std::to_string(v.size()) + " values" : nodeKind(v)));
+    for (std::size_t i = 0; i < N; ++i)
+      out[i] = parseScalar<T>(path + "[" + std::to_string(i) + "]", v[i], rule);
+  }
+
+  template <class T>
+  void parseInto(const std::string& path, const YAML::Node& v, std::map<std::string, T>& out,
+                 const Rule& rule) {
+    if (v.IsNull()) return;
+    if (!v.IsMap()) ctx_.fail(path, v, std::string("expected a map, got ") + nodeKind(v));
+    out.clear();
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      if (!it->first.IsScalar()) ctx_.fail(path, it->first, "keys must be plain names");
+      const std::string name = it->first.Scalar();
+      const std::string item = childPath(path, name);
+      if (out.count(name)) ctx_.fail(item, it->first, "duplicate key");
+      ctx_.record(item, it->first);
+      out[name] = parseScalar<T>(item, it->second, rule);
+    }
+  }
+
+  Context& ctx_;
+  const YAML::Node& map_;
+  std::string path_;
+};
+
+class Writer {
+ public:
+  explicit Writer(YAML::Emitter& e) : e_(e) {}
+
+  template <class T>
+  void value(const char* key, T& v, Rule rule = {}) {
+    if (!rule.active) return;
+    e_ << YAML::Key << key << YAML::Value;
+    emit(v);
+  }
+
+  template <class S>
+  void section(const char* key, S& s, Rule rule = {}) {
+    if (!rule.active) return;
+    e_ << YAML::Key << key << YAML::Value << YAML::BeginMap;
+    describe(*this, s);
+    e_ << YAML::EndMap;
+  }
+
+  template <class S>
+  void sections(const char* key, std::vector<S>& items, Rule rule = {}) {
+    if (!rule.active) return;
+    e_ << YAML::Key << key << YAML::Value << YAML::BeginSeq;
+    for (S& s : items) {
+      e_ << YAML::Flow << YAML::BeginMap;
+      describe(*this, s);
+      e_ << YAML::EndMap;
+    }
+    e_ << YAML::EndSeq;
+  }
+
+ private:
+  template <class T>
+  void emit(const T& v) {
+    e_ << Value<T>::format(v);
+  }
+  template <class T>
+  void emit(const std::vector<T>& v) {
+    e_ << YAML::Flow << YAML::BeginSeq;
+    for (const T& x : v) emit(x);
+    e_ << YAML::EndSeq;
+  }
+  template <class T, std::size_t N>
+  void emit(const std::array<T, N>& v) {
+    e_ << YAML::Flow << YAML::BeginSeq;
+    for (const T& x : v) emit(x);
+    e_ << YAML::EndSeq;
+  }
+  template <class T>
+  void emit(const std::map<std::string, T>& v) {
+    e_ << YAML::Flow << YAML::BeginMap;
+    for (const auto& [k, x] : v) {
+      e_ << YAML::Key << k << YAML::Value;
+      emit(x);
+    }
+    e_ << YAML::EndMap;
+  }
+
+  YAML::Emitter& e_;
+};
+
+// ------------------------------------------------------------------------------------------
+// The schema. Keys are read in the order written here, so a key that decides which others
+// apply (model.kind, sync.outer.method) comes first.
+
+template <class V>
+void describe(V& v, RunConfig& c) {
+  v.value("name", c.name);
+  v.value("seed", c.seed, {.min = 0});
+  v.value("steps", c.steps, {.min = 1});
+  v.value("out_dir", c.out_dir);
+  v.value("log_every", c.log_every, {.min = 1});
+  v.value("eval_every", c.eval_every, {.min = 0});
+  v.value("eval_batches", c.eval_batches, {.min = 1});
+  v.value("checkpoint_every", c.checkpoint_every, {.min = 0});
+  v.value("keep_last", c.keep_last, {.min = 1});
+  v.value("max_bad_steps", c.max_bad_steps, {.min = 1});
+}
+
+template <class V>
+void describe(V& v, ModelConfig& c) {
+  v.value("kind", c.kind, {.required = true});
+  const bool gpt = c.kind == ModelKind::Gpt;
+  const Rule g{.min = 1, .active = gpt, .when = "model.kind is gpt"};
+  v.value("n_layer", c.n_layer, g);
+  v.value("d_model", c.d_model, g);
+  v.value("n_head", c.n_head, g);
+  v.value("seq_len", c.seq_len, g);
+  // Token shards store uint16 tokens.
+  v.value("vocab", c.vocab, {.min = 2, .max = 65536, .active = gpt, .when = "model.kind is gpt"});
+  const Rule m{.min = 1, .active = !gpt, .when = "model.kind is mlp"};
+  v.value("hidden", c.hidden, m);
+  v.value("activation", c.activation, m);
+  v.value("input", c.input, m);
+  v.value("classes", c.classes, {.min = 2, .active = !gpt, .when = "model.kind is mlp"});
+}
+
+template <class V>
+void describe(V& v, DataConfig& c, const ModelConfig& model) {
+  v.value("train", c.train, {.required = true});
+  v.value("val", c.val);
+  const bool mlp = model.kind == ModelKind::Mlp;
+  v.value("train_labels", c.train_labels,
+          {.required = mlp, .active = mlp, .when = "model.kind is mlp"});
+  v.value("val_labels", c.val_labels, {.active = mlp, .when = "model.kind is mlp"});
+  v.value("batch_size", c.batch_size, {.min = 1});
+}
+
+template <class V>
+void describe(V& v, OptimizerConfig& c) {
+  v.value("kind", c.kind);
+  const bool adamw = c.kind == OptimizerKind::AdamW;
+  v.value("lr", c.lr, {.min = 0, .min_open = true});
+  v.value(
+      "betas", c.betas,
+      {.min = 0, .max = 1, .max_open = true, .active = adamw, .when = "optimizer.kind is adamw"});
+  v.value("eps", c.eps,
+          {.min = 0, .min_open = true, .active = adamw, .when = "optimizer.kind is adamw"});
+  v.value("weight_decay", c.weight_decay, {.min = 0});
+  v.value(
+      "momentum", c.momentum,
+      {.min = 0, .max = 1, .max_open = true, .active = !adamw, .when = "optimizer.kind is sgd"});
+  v.value("nesterov", c.nesterov, {.active = !adamw, .when = "optimizer.kind is sgd"});
+  v.value("warmup", c.warmup, {.min = 0});
+  v.value("schedule", c.schedule);
+  v.value("min_lr_ratio", c.min_lr_ratio, {.min = 0, .max = 1});
+  v.value("grad_clip", c.grad_clip, {.min = 0});
+}
+
+template <class V>
+void describe(V& v, TierConfig& c) {
+  v.value("name", c.name, {.required = true});
+  v.value("size", c.size);
+  v.value("bandwidth", c.bandwidth, {.min = 0, .min_open = true, .required = true});
+  v.value("latency", c.latency, {.min = 0, .required = true});
+  v.value("nic", c.nic);
+}
+
+template <class V>
+void describe(V& v, TopologyConfig& c) {
+  v.value("emulate", c.emulate);
+  v.value("ranks_per_host", c.ranks_per_host, {.min = 0});
+  v.sections("tiers", c.tiers);
+}
+
+template <class V>
+void describe(V& v, CommConfig& c) {
+  v.value("backend", c.backend);
+  v.value("timeout", c.timeout, {.min = 0, .min_open = true});
+  v.value("bucket", c.bucket, {.min = 1});
+}
+
+template <class V>
+void describe(V& v, ShardPlacement& c) {
+  v.value("optimizer", c.optimizer);
+  v.value("grads", c.grads);
+  v.value("secondary_params", c.secondary_params);
+}
+
+template <class V>
+void describe(V& v, InnerSyncConfig& c) {
+  v.value("method", c.method);
+  const bool zero = c.method != InnerMethod::Ddp;
+  v.section("shard", c.shard, {.active = zero, .when = "sync.inner.method is zero1 or zero2"});
+  v.value("codec", c.codec);
+  v.value("error_feedback", c.error_feedback);
+}
+
+template <class V>
+void describe(V& v, OuterOptimizerConfig& c) {
+  v.value("kind", c.kind);
+  v.value("lr", c.lr, {.min = 0, .min_open = true});
+  v.value("momentum", c.momentum, {.min = 0, .max = 1, .max_open = true});
+}
+
+template <class V>
+void describe(V& v, ClipConfig& c) {
+  v.value("mode", c.mode);
+  v.value("threshold", c.threshold, {.min = 0, .min_open = true});
+}
+
+template <class V>
+void describe(V& v, OuterSyncConfig& c) {
+  using M = OuterMethod;
+  v.value("method", c.method);
+  const M m = c.method;
+  const bool syncs = m != M::None;
+  const bool periodic =
+      m == M::LocalSgd || m == M::Diloco || m == M::StreamingDiloco || m == M::Co2;
+  const bool streaming = m == M::StreamingDiloco;
+  const bool outer_opt = m == M::Diloco || m == M::StreamingDiloco || m == M::Co2;
+  const bool co2 = m == M::Co2;
+  const char* kPeriodic = "sync.outer.method is local_sgd, diloco, streaming_diloco or co2";
+  const char* kStreaming = "sync.outer.method is streaming_diloco";
+  const char* kCo2 = "sync.outer.method is co2";
+  v.value("tier", c.tier, {.active = syncs, .when = "sync.outer.method is not none"});
+  v.value("H", c.H, {.min = 1, .active = periodic, .when = kPeriodic});
+  v.value("fragments", c.fragments, {.active = streaming, .when = kStreaming});
+  v.value("pattern", c.pattern, {.active = streaming, .when = kStreaming});
+  v.value("embeddings", c.embeddings, {.active = streaming, .when = kStreaming});
+  v.value("overlap", c.overlap, {.min = 0, .active = streaming, .when = kStreaming});
+  v.value("overlap_per_replica", c.overlap_per_replica,
+          {.min = 0, .active = streaming, .when = kStreaming});
+  v.value("alpha", c.alpha, {.min = 0, .max = 1, .active = streaming, .when = kStreaming});
+  v.value("codec", c.codec, {.active = syncs, .when = "sync.outer.method is not none"});
+  const bool blockwise = c.codec == CodecKind::Int8 || c.codec == CodecKind::Int4 ||
+                         c.codec == CodecKind::Fp4 || c.codec == CodecKind::Fp8;
+  v.value("codec_block", c.codec_block,
+          {.min = 1,
+           .max = 1 << 20,
+           .active = syncs && blockwise,
+           .when = "sync.outer.codec is int8, int4, fp4 or fp8"});
+  v.value("topk_ratio", c.topk_ratio,
+          {.min = 0,
+           .max = 1,
+           .min_open = true,
+           .active = syncs && c.codec == CodecKind::Topk,
+           .when = "sync.outer.codec is topk"});
+  v.value("error_feedback", c.error_feedback,
+          {.active = syncs, .when = "sync.outer.method is not none"});
+  v.section("optimizer", c.optimizer,
+            {.active = outer_opt, .when = "sync.outer.method is diloco, streaming_diloco or co2"});
+  v.value("penalty", c.penalty, {.active = co2, .when = kCo2});
+  v.value("penalty_divisor", c.penalty_divisor,
+          {.min = 0,
+           .min_open = true,
+           .active = co2 && c.penalty == GapPenalty::Constant,
+           .when = "sync.outer.penalty is constant"});
+  v.value("penalty_eps", c.penalty_eps,
+          {.min = 0,
+           .min_open = true,
+           .active = co2 && c.penalty == GapPenalty::Gap,
+           .when = "sync.outer.penalty is gap"});
+  v.section("clip", c.clip, {.active = co2, .when = kCo2});
+}
+
+template <class V>
+void describe(V& v, SyncConfig& c) {
+  v.section("inner", c.inner);
+  v.section("outer", c.outer);
+}
+
+// DataConfig's rules depend on the model section; a small adapter carries it.
+struct DataSection {
+  DataConfig& data;
+  const ModelConfig& model;
+};
+template <class V>
+void describe(V& v, DataSection& s) {
+  describe(v, s.data, s.model);
+}
+
+template <class V>
+void describe(V& v, Config& c) {
+  v.section("run", c.run);
+  v.value("device", c.device);
+  v.section("model", c.model, {.required = true});
+  DataSection data{c.data, c.model};
+  v.section("data", data, {.required = true});
+  v.section("optimizer", c.optimizer);
+  v.section("topology", c.topology);
+  v.section("comm", c.comm);
+  v.section("sync", c.sync);
+}
+
+template <class S>
+void readSection(Context& ctx, const YAML::Node& node, const std::string& path, S& out) {
+  if (node.IsNull()) return;  // `run:` with nothing under it keeps the defaults
+  if (!node.IsMap())
+    ctx.fail(path, node, std::string("expected a map of keys, got ") + nodeKind(node));
+  KeyCollector collector;
+  S scratch = out;
+  describe(collector, scratch);
+  std::set<std::string> seen;
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    if (!it->first.IsScalar()) ctx.fail(path, it->first, "keys must be plain names");
+    const std::string& key = it->first.Scalar();
+    const std::string kp = childPath(path, key);
+    if (!seen.insert(key).second) ctx.fail(kp, it->first, "duplicate key");
+    if (std::find(collector.keys.begin(), collector.keys.end(), key) == collector.keys.end())
+      ctx.fail(kp, it->first, "unknown key" + didYouMean(key, collector.keys));
+  }
+  Reader reader(ctx, node, path);
+  describe(reader, out);
+}
+
+// ------------------------------------------------------------------------------------------
+// --set key.path=value
+
+void applyOverride(YAML::Node& root, const std::string& text, Context& ctx,
+                   const std::string& file) {
+  auto bad = [&](const std::string& what) -> ConfigError {
+    return ConfigError(file + " (--set " + text + "): " + what);
+  };
+  const auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) throw bad("expected key.path=value");
+  const std::string key = text.substr(0, eq);
+  YAML::Node value;
+  try {
+    value = YAML::Load(text.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    throw bad("the value is not valid YAML: " + e.msg);
+  }
+  // "topology.tiers[1].bandwidth" and "topology.tiers.1.bandwidth" are the same key.
+  std::vector<std::string> parts;
+  std::string part;
+  for (char ch : key + ".") {
+    if (ch == '.' || ch == '[' || ch == ']') {
+      if (!part.empty()) parts.push_back(part);
+      part.clear();
+    } else {
+      part += ch;
+    }
+  }
+  if (parts.empty()) throw bad("expected key.path=value");
+  YAML::Node cur;
+  cur.reset(root);
+  std::string path;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const bool last = i + 1 == parts.size();
+    YAML::Node next;
+    if (cur.IsSequence()) {
+      std::size_t index = 0;
+      auto [end, ec] = std::from_chars(parts[i].data(), parts[i].data() + parts[i].size(), index);
+      if (ec != std::errc() || end != parts[i].data() + parts[i].size())
+        throw bad(path + " is a list: index it with a number, e.g. " + path + ".0");
+      if (index >= cur.size())
+        throw bad(path + " has " + std::to_string(cur.size()) + " items; index " + parts[i] +
+                  " is out of range");
+      path += "[" + parts[i] + "]";
+      if (last) {
+        cur[index] = value;
+      } else {
+        next.reset(cur[index]);
+      }
+    } else if (cur.IsMap() || cur.IsNull()) {
+      path = childPath(path, parts[i]);
+      if (last) {
+        cur[parts[i]] = value;
+      } else {
+        if (!cur[parts[i]].IsDefined() || cur[parts[i]].IsNull())
+          cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
+        next.reset(cur[parts[i]]);
+      }
+    } else {
+      throw bad(path + " is a single value, it has no key '" + parts[i] + "'");
+    }
+    if (!last) cur.reset(next);
+  }
+  ctx.addOverride(path, text);
+}
+
+// ------------------------------------------------------------------------------------------
+// Defaults that depend on other keys, and checks across keys.
+
+class Checker {
+ public:
+  explicit Checker(const Config& c) : c_(c) {}
+
+  std::string where(std::string path) const {
+    while (true) {
+      auto it = c_.locations.find(path);
+      if (it != c_.locations.end()) return it->second;
+      auto cut = path.find_last_of(".[");
+      if (cut == std::string::npos) return c_.source;
+      path.resize(cut);
+    }
+  }
+  [[noreturn]] void fail(const std::string& path, const std::string& what) const {
+    throw ConfigError(where(path) + ": " + path + ": " + what);
+  }
+  std::string warning(const std::string& path, const std::string& what) const {
+    return where(path) + ": " + path + ": " + what;
+  }
+
+ private:
+  const Config& c_;
+};
+
+std::vector<std::string> tierNames(const Config& c) {
+  std::vector<std::string> names;
+  for (const TierConfig& t : c.topology.tiers) names.push_back(t.name);
+  return names;
+}
+
+int tierIndex(const Config& c, const std::string& name) {
+  for (std::size_t i = 0; i < c.topology.tiers.size(); ++i)
+    if (c.topology.tiers[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+void resolveAndCheck(Config& c) {
+  Checker check(c);
+  auto set = [&](const char* path) { return c.locations.count(path) > 0; };
+
+  if (c.run.out_dir.empty()) c.run.out_dir = "runs/" + c.run.name;
+  if (c.topology.tiers.empty())
+    c.topology.tiers.push_back(
+        {"world", TierSize{}, Bandwidth{10e9 / 8}, Duration{10e-6}, NicClass::Ethernet});
+  OuterSyncConfig& outer = c.sync.outer;
+  const bool streaming = outer.method == OuterMethod::StreamingDiloco;
+  if (streaming && !set("sync.outer.overlap")) outer.overlap = 1;
+  if (streaming && !set("sync.outer.codec")) outer.codec = CodecKind::Fp4;
+  if (outer.tier.empty()) outer.tier = c.topology.tiers.back().name;
+
+  // model
+  if (c.model.kind == ModelKind::Gpt && c.model.d_model % c.model.n_head != 0)
+    check.fail("model.n_head", "d_model " + std::to_string(c.model.d_model) +
+                                   " is not divisible by n_head " + std::to_string(c.model.n_head));
+  if (c.model.kind == ModelKind::Mlp && !c.data.val.empty() && c.data.val_labels.empty())
+    check.fail("data.val_labels",
+               "missing: model.kind mlp with data.val needs the matching "
+               "IDX label file");
+
+  // topology
+  const auto names = tierNames(c);
+  for (std::size_t i = 0; i < c.topology.tiers.size(); ++i) {
+    const TierConfig& t = c.topology.tiers[i];
+    const std::string p = "topology.tiers[" + std::to_string(i) + "]";
+    if (t.name.empty()) check.fail(p + ".name", "must not be empty");
+    if (tierIndex(c, t.name) != static_cast<int>(i))
+      check.fail(p + ".name", "tier name '" + t.name + "' is used twice");
+    if (t.size.isRest() && i + 1 != c.topology.tiers.size())
+      check.fail(p + ".size", "only the last (outermost) tier may be `rest`; give tier '" + t.name +
+                                  "' a rank count");
+  }
+  auto requireTier = [&](const std::string& path, const std::string& name) {
+    if (tierIndex(c, name) < 0)
+      check.fail(path, "unknown tier '" + name + "' (tiers: " + join(names) + ")" +
+                           didYouMean(name, names));
+  };
+
+  // sync
+  const bool outer_syncs = outer.method != OuterMethod::None;
+  if (outer_syncs) requireTier("sync.outer.tier", outer.tier);
+  const int outer_index = outer_syncs ? tierIndex(c, outer.tier) : static_cast<int>(names.size());
+  if (c.sync.inner.method != InnerMethod::Ddp) {
+    const ShardPlacement& s = c.sync.inner.shard;
+    for (auto [key, value] : {std::pair<const char*, const std::string*>{"optimizer", &s.optimizer},
+                              {"grads", &s.grads},
+                              {"secondary_params", &s.secondary_params}}) {
+      const std::string path = std::string("sync.inner.shard.") + key;
+      if (value->empty() || *value == "replica") continue;
+      requireTier(path, *value);
+      if (tierIndex(c, *value) >= outer_index)
+        check.fail(path, "tier '" + *value + "' is at or outside the outer tier '" + outer.tier +
+                             "'; inner sharding stays inside a replica (use a tier below it or "
+                             "`replica`)");
+    }
+  }
+  for (const auto& [tier, codec] : c.sync.inner.codec)
+    requireTier("sync.inner.codec." + tier, tier);
+
+  if (streaming) {
+    const int64_t p = outer.resolvedFragments(c.model);
+    const std::string frag = std::to_string(p) + (outer.fragments.isAuto() ? " (auto)" : "");
+    if (p > c.model.layers())
+      check.fail("sync.outer.fragments", "fragments " + frag + " > the model's " +
+                                             std::to_string(c.model.layers()) + " layers");
+    if (p > outer.H)
+      check.fail("sync.outer.fragments", "fragments " + frag + " > H " + std::to_string(outer.H) +
+                                             ": every fragment needs its own step offset within H");
+    auto checkTau = [&](const std::string& path, int64_t tau) {
+      if (tau * p >= outer.H)
+        check.fail(path, "overlap " + std::to_string(tau) + " must be < H/fragments = " +
+                             std::to_string(outer.H) + "/" + std::to_string(p) +
+                             " (an exchange must land before the fragment's next sync); lower "
+                             "it or fragments, or raise H");
+    };
+    checkTau("sync.outer.overlap", outer.overlap);
+    for (std::size_t i = 0; i < outer.overlap_per_replica.size(); ++i)
+      checkTau("sync.outer.overlap_per_replica[" + std::to_string(i) + "]",
+               outer.overlap_per_replica[i]);
+  }
+
+  // comm / device
+  if (c.comm.backend == CommBackend::Nccl && c.device == DeviceMode::Cpu)
+    check.fail("comm.backend", "nccl moves device memory; with device: cpu use mpi or auto");
+
+  // Legal but probably not meant: say so, do not refuse.
+  if (c.run.eval_every > 0 && c.data.val.empty())
+    c.warnings.push_back(
+        check.warning("run.eval_every", "no data.val is given, so no evaluation will run"));
+  if (c.optimizer.warmup >= c.run.steps)
+    c.warnings.push_back(check.warning(
+        "optimizer.warmup", "warmup " + std::to_string(c.optimizer.warmup) + " >= run.steps " +
+                                std::to_string(c.run.steps) + ": the lr never reaches its peak"));
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path + ": cannot open: " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw ConfigError(path + ": read error: " + std::strerror(errno));
+  return ss.str();
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------
+
+Config parseConfig(const std::string& yaml, const std::string& source, const LoadOptions& options) {
+  Config config;
+  config.source = source;
+  Context ctx(source, config);
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ":" +
+                      std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+  }
+  if (root.IsNull() && options.overrides.empty())
+    throw ConfigError(source + ": the config is empty (expected a map with run, model, data, ...)");
+  for (const std::string& o : options.overrides) applyOverride(root, o, ctx, source);
+  if (!root.IsMap())
+    throw ConfigError(source + ":1:1: expected a map of sections (run, model, data, ...), got " +
+                      nodeKind(root));
+  readSection(ctx, root, "", config);
+  resolveAndCheck(config);
+  if (options.world) checkWorld(config, *options.world);
+  return config;
+}
+
+Config loadConfig(const std::string& path, const LoadOptions& options) {
+  return parseConfig(readFile(path), path, options);
+}
+
+void checkWorld(const Config& c, int64_t world) {
+  Checker check(c);
+  if (world < 1) throw ConfigError("world size must be >= 1, got " + std::to_string(world));
+  const auto& tiers = c.topology.tiers;
+  int64_t fixed = 1;
+  std::string product;
+  for (const TierConfig& t : tiers) {
+    if (t.size.isRest()) continue;
+    fixed *= t.size.ranks;
+    product += (product.empty() ? "" : " x ") + t.name + "=" + std::to_string(t.size.ranks);
+  }
+  const std::string last = "topology.tiers[" + std::to_string(tiers.size() - 1) + "].size";
+  if (tiers.back().size.isRest()) {
+    if (world % fixed != 0)
+      check.fail(last, "tier sizes " + product + " = " + std::to_string(fixed) +
+                           " do not divide the world of " + std::to_string(world) + " ranks");
+  } else if (fixed != world) {
+    check.fail(last, "tier sizes " + product + " = " + std::to_string(fixed) +
+                         " but the world has " + std::to_string(world) +
+                         " ranks; make the outermost tier `size: rest`");
+  }
+  if (c.topology.ranks_per_host > 0 && world % c.topology.ranks_per_host != 0)
+    check.fail("topology.ranks_per_host",
+               "ranks_per_host " + std::to_string(c.topology.ranks_per_host) +
+                   " does not divide the world of " + std::to_string(world) + " ranks");
+  const auto& per_replica = c.sync.outer.overlap_per_replica;
+  if (c.sync.outer.method == OuterMethod::StreamingDiloco && !per_replica.empty()) {
+    int64_t replica_ranks = 1;
+    for (int i = 0; i < tierIndex(c, c.sync.outer.tier); ++i)
+      replica_ranks *= tiers[i].size.isRest() ? world / fixed : tiers[i].size.ranks;
+    const int64_t replicas = world / replica_ranks;
+    if (static_cast<int64_t>(per_replica.size()) != replicas)
+      check.fail("sync.outer.overlap_per_replica",
+                 "has " + std::to_string(per_replica.size()) + " entries but " +
+                     std::to_string(world) + " ranks form " + std::to_string(replicas) +
+                     " replicas across tier '" + c.sync.outer.tier + "'");
+  }
+}
+
+std::string toYaml(const Config& config) {
+  Config copy = config;
+  YAML::Emitter e;
+  e << YAML::BeginMap;
+  Writer writer(e);
+  describe(writer, copy);
+  e << YAML::EndMap;
+  return std::string(e.c_str()) + "\n";
+}
+
+std::string summary(const Config& c) {
+  std::string s;
+  if (c.model.kind == ModelKind::Gpt) {
+    s = "gpt " + std::to_string(c.model.n_layer) + "x" + std::to_string(c.model.d_model) +
+        " (vocab " + std::to_string(c.model.vocab) + ", seq " + std::to_string(c.model.seq_len) +
+        ")";
+  } else {
+    s = "mlp " + std::to_string(c.model.input);
+    for (int64_t h : c.model.hidden) s += "-" + std::to_string(h);
+    s += "-" + std::to_string(c.model.classes);
+  }
+  s += ", " + std::to_string(c.run.steps) + " steps, inner " + enumName(c.sync.inner.method) +
+       ", outer " + enumName(c.sync.outer.method);
+  const OuterSyncConfig& o = c.sync.outer;
+  if (o.method != OuterMethod::None) s += " over '" + o.tier + "'";
+  switch (o.method) {
+    case OuterMethod::StreamingDiloco:
+      s += " (H " + std::to_string(o.H) + ", " + std::to_string(o.resolvedFragments(c.model)) +
+           " fragments, overlap " + std::to_string(o.overlap) + ", " + enumName(o.codec) + ")";
+      break;
+    case OuterMethod::LocalSgd:
+    case OuterMethod::Diloco:
+    case OuterMethod::Co2:
+      s += " (H " + std::to_string(o.H) + ", " + enumName(o.codec) + ")";
+      break;
+    default:
+      break;
+  }
+  return s;
+}
+
+}  // namespace lowband::launcher

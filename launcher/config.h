@@ -1,0 +1,247 @@
+// The experiment config: YAML -> typed structs with defaults (schema in describe() of
+// config.cpp, key names per DESIGN.md §6). Errors name the file:line:column (or the --set
+// override), the key path and what was expected, e.g.
+//   exp.yaml:3:3: run.sedd: unknown key (did you mean 'seed'?)
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "launcher/units.h"
+#include "runtime/device.h"
+
+namespace lowband::launcher {
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Names of enum values as written in YAML, in declaration order.
+template <class E>
+struct EnumNames;
+
+#define LB_ENUM_NAMES(E, ...)                                    \
+  template <>                                                    \
+  struct EnumNames<E> {                                          \
+    static constexpr const char* const values[] = {__VA_ARGS__}; \
+  }
+
+template <class E>
+const char* enumName(E e) {
+  return EnumNames<E>::values[static_cast<int>(e)];
+}
+
+enum class ModelKind { Gpt, Mlp };
+enum class Activation { Relu, Gelu };
+enum class OptimizerKind { AdamW, Sgd };
+enum class LrSchedule { Cosine, Linear, Constant };
+enum class NicClass { Shm, Nvlink, Pcie, Infiniband, Ethernet, Wan };
+enum class CommBackend { Auto, Mpi, Nccl, Local };
+enum class InnerMethod { Ddp, Zero1, Zero2 };
+enum class OuterMethod { None, Ddp, LocalSgd, Diloco, StreamingDiloco, Co2 };
+enum class FragmentPattern { Strided, Sequential };
+enum class EmbeddingPlacement { First, Own };
+enum class CodecKind { None, Bf16, Fp8, Int8, Fp4, Int4, Topk };
+enum class OuterOptimizerKind { Nesterov, Sgd, Average };
+enum class GapPenalty { Gap, Constant, None };
+enum class ClipMode { Off, Value, Norm };
+
+LB_ENUM_NAMES(runtime::DeviceMode, "auto", "cpu", "cuda");
+LB_ENUM_NAMES(ModelKind, "gpt", "mlp");
+LB_ENUM_NAMES(Activation, "relu", "gelu");
+LB_ENUM_NAMES(OptimizerKind, "adamw", "sgd");
+LB_ENUM_NAMES(LrSchedule, "cosine", "linear", "constant");
+LB_ENUM_NAMES(NicClass, "shm", "nvlink", "pcie", "infiniband", "ethernet", "wan");
+LB_ENUM_NAMES(CommBackend, "auto", "mpi", "nccl", "local");
+LB_ENUM_NAMES(InnerMethod, "ddp", "zero1", "zero2");
+LB_ENUM_NAMES(OuterMethod, "none", "ddp", "local_sgd", "diloco", "streaming_diloco", "co2");
+LB_ENUM_NAMES(FragmentPattern, "strided", "sequential");
+LB_ENUM_NAMES(EmbeddingPlacement, "first", "own");
+LB_ENUM_NAMES(CodecKind, "none", "bf16", "fp8", "int8", "fp4", "int4", "topk");
+LB_ENUM_NAMES(OuterOptimizerKind, "nesterov", "sgd", "average");
+LB_ENUM_NAMES(GapPenalty, "gap", "constant", "none");
+LB_ENUM_NAMES(ClipMode, "off", "value", "norm");
+
+// `size: rest` (0) or a rank count.
+struct TierSize {
+  int64_t ranks = 0;
+  bool isRest() const { return ranks == 0; }
+  bool operator==(const TierSize&) const = default;
+};
+
+// `fragments: auto` (0: about 3 transformer blocks per fragment) or a count.
+struct FragmentCount {
+  int64_t count = 0;
+  bool isAuto() const { return count == 0; }
+  bool operator==(const FragmentCount&) const = default;
+};
+
+struct RunConfig {
+  std::string name = "run";
+  int64_t seed = 1234;
+  int64_t steps = 1000;
+  std::string out_dir;  // default runs/<name>
+  int64_t log_every = 10;
+  int64_t eval_every = 200;  // 0: never
+  int64_t eval_batches = 20;
+  int64_t checkpoint_every = 500;  // 0: only at the end
+  int64_t keep_last = 2;
+  int64_t max_bad_steps = 5;  // consecutive NaN/Inf steps before the run aborts
+};
+
+struct ModelConfig {
+  ModelKind kind = ModelKind::Gpt;
+  // gpt
+  int64_t n_layer = 6;
+  int64_t d_model = 256;
+  int64_t n_head = 8;
+  int64_t seq_len = 256;
+  int64_t vocab = 256;
+  // mlp
+  std::vector<int64_t> hidden = {256, 256};
+  Activation activation = Activation::Relu;
+  int64_t input = 784;
+  int64_t classes = 10;
+
+  int64_t layers() const;  // transformer blocks (gpt) or linear layers (mlp)
+};
+
+struct DataConfig {
+  std::string train;  // token shards: path or glob; images: IDX file
+  std::string val;
+  std::string train_labels;  // mlp only: IDX label files
+  std::string val_labels;
+  int64_t batch_size = 8;  // per rank
+};
+
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::AdamW;
+  double lr = 3e-4;
+  std::array<double, 2> betas = {0.9, 0.95};
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  double momentum = 0.9;
+  bool nesterov = false;
+  int64_t warmup = 100;
+  LrSchedule schedule = LrSchedule::Cosine;
+  double min_lr_ratio = 0.1;  // lr at the end of the decay, as a fraction of lr
+  double grad_clip = 1.0;     // global norm; 0: off
+};
+
+struct TierConfig {
+  std::string name;
+  TierSize size;
+  Bandwidth bandwidth;
+  Duration latency;
+  NicClass nic = NicClass::Ethernet;
+};
+
+struct TopologyConfig {
+  bool emulate = false;
+  int64_t ranks_per_host = 0;     // 0: discover from the MPI library
+  std::vector<TierConfig> tiers;  // innermost first; default: one tier `world`
+};
+
+struct CommConfig {
+  CommBackend backend = CommBackend::Auto;
+  Duration timeout{300};
+  ByteSize bucket{25'000'000};
+};
+
+struct ShardPlacement {
+  std::string optimizer = "replica";  // a tier name or `replica`
+  std::string grads = "replica";
+  std::string secondary_params;  // empty: none (ZeRO++ hpZ keeps one inside a tier)
+};
+
+struct InnerSyncConfig {
+  InnerMethod method = InnerMethod::Ddp;
+  ShardPlacement shard;
+  std::map<std::string, CodecKind> codec;  // per tier name; missing tiers exchange f32
+  bool error_feedback = false;
+};
+
+struct OuterOptimizerConfig {
+  OuterOptimizerKind kind = OuterOptimizerKind::Nesterov;
+  double lr = 0.7;
+  double momentum = 0.9;  // CO2's beta
+};
+
+struct ClipConfig {
+  ClipMode mode = ClipMode::Off;
+  double threshold = 1.0;
+};
+
+struct OuterSyncConfig {
+  OuterMethod method = OuterMethod::Ddp;
+  std::string tier;  // default: the outermost tier
+  int64_t H = 100;
+  FragmentCount fragments;
+  FragmentPattern pattern = FragmentPattern::Strided;
+  EmbeddingPlacement embeddings = EmbeddingPlacement::First;
+  int64_t overlap = 0;  // default 1 for streaming_diloco
+  std::vector<int64_t> overlap_per_replica;
+  double alpha = 0.5;
+  CodecKind codec = CodecKind::None;  // default fp4 for streaming_diloco
+  int64_t codec_block = 64;
+  double topk_ratio = 0.01;
+  bool error_feedback = false;
+  OuterOptimizerConfig optimizer;
+  GapPenalty penalty = GapPenalty::Gap;
+  double penalty_divisor = 2.0;
+  double penalty_eps = 1e-8;
+  ClipConfig clip;
+
+  int64_t resolvedFragments(const ModelConfig& model) const;
+};
+
+struct SyncConfig {
+  InnerSyncConfig inner;
+  OuterSyncConfig outer;
+};
+
+struct Config {
+  RunConfig run;
+  runtime::DeviceMode device = runtime::DeviceMode::Auto;
+  ModelConfig model;
+  DataConfig data;
+  OptimizerConfig optimizer;
+  TopologyConfig topology;
+  CommConfig comm;
+  SyncConfig sync;
+
+  // Where each key came from: "file:line:col" or "file (--set key=value)", by key path.
+  std::string source;
+  std::map<std::string, std::string> locations;
+  std::vector<std::string> warnings;  // "file:line:col: key: ..." lines, already formatted
+};
+
+struct LoadOptions {
+  std::vector<std::string> overrides;  // "key.path=value"
+  std::optional<int64_t> world;        // check tier sizes against this world size
+};
+
+// Reads, overrides, validates and resolves defaults. Throws ConfigError (one line).
+Config loadConfig(const std::string& path, const LoadOptions& options = {});
+// Same from YAML text; `source` names it in messages.
+Config parseConfig(const std::string& yaml, const std::string& source,
+                   const LoadOptions& options = {});
+
+// Checks that the tiers fit `world` ranks; throws ConfigError naming the tier and numbers.
+void checkWorld(const Config& config, int64_t world);
+
+// The resolved config as YAML that loads back to the same values.
+std::string toYaml(const Config& config);
+
+// One line: model, steps, methods.
+std::string summary(const Config& config);
+
+// Closest candidate within a small edit distance, or "" (also used for CLI suggestions).
+std::string closestMatch(const std::string& word, const std::vector<std::string>& candidates);
+
+}  // namespace lowband::launcher

@@ -1,0 +1,53 @@
+// The CUDA backend as plain C++ declarations: no CUDA header leaks into code that includes this,
+// so the CPU-only parts of lowband compile with g++ alone. Streams and events travel as void*.
+// Only compiled when LB_WITH_CUDA is 1.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "runtime/device.h"
+
+namespace lowband::runtime::cuda {
+
+CudaProbe probe();
+void setDevice(int index);
+std::string deviceName(int index);
+
+void* streamCreate(int device);
+void streamDestroy(void* stream);
+void streamSynchronize(void* stream);
+
+void* eventCreate(int device);
+void eventDestroy(void* event);
+void eventRecord(void* event, void* stream);
+void streamWaitEvent(void* stream, void* event);
+void eventSynchronize(void* event);
+bool eventQuery(void* event);
+float eventElapsedMs(void* start, void* end);
+
+// Returns nullptr when the device is out of memory (the caching allocator then frees its cache
+// and retries); other failures throw CudaError.
+void* deviceMalloc(int device, std::size_t bytes);
+void deviceFree(int device, void* ptr);
+std::size_t deviceMemoryTotal(int device);
+
+enum class CopyKind { HostToDevice, DeviceToHost, DeviceToDevice };
+void memcpyAsync(void* dst, const void* src, std::size_t bytes, CopyKind kind, void* stream);
+
+// Row-major C[M,N] = alpha * op(A) op(B) + beta * C through cuBLAS, on `stream`.
+void gemm(int device, void* stream, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+          float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+          float* c, int64_t ldc);
+
+// Runs body(i) for i in [0, n) in a grid-stride kernel; explicitly instantiated in kernels.cu
+// for every body in LB_ELEMENTWISE_BODIES.
+template <class Body>
+void launch(void* stream, int64_t n, const Body& body);
+
+// "CUDA runtime 13.0, driver 12.8, cuBLAS 13.0.0, cuDNN 9.x, NCCL 2.28.x" (driver part omitted
+// when no driver is installed).
+std::string versionInfo();
+
+}  // namespace lowband::runtime::cuda

@@ -1,0 +1,11 @@
+// Instantiates the grid-stride launcher for every shared elementwise body.
+#include "runtime/cuda/launch.cuh"
+#include "runtime/kernel_bodies.h"
+
+namespace lowband::runtime::cuda {
+
+#define LB_INSTANTIATE(Body) template void launch<Body>(void*, int64_t, const Body&);
+LB_ELEMENTWISE_BODIES(LB_INSTANTIATE)
+#undef LB_INSTANTIATE
+
+}  // namespace lowband::runtime::cuda

@@ -1,0 +1,97 @@
+#include "runtime/kernels.h"
+
+#include <cstring>
+
+#include "runtime/error.h"
+#include "runtime/kernel_bodies.h"
+#include "runtime/launch.h"
+
+namespace lowband::runtime {
+
+namespace {
+
+// All tensors of an elementwise op: f32, `n` elements, on the stream's device.
+void checkElementwise(const Stream& stream, int64_t n, std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts) {
+    t->checkDType(DType::F32);
+    LB_REQUIRE(t->numel() == n, ShapeError,
+               "elementwise op on tensors of " + std::to_string(n) + " and " +
+                   std::to_string(t->numel()) + " elements");
+    LB_REQUIRE(t->device() == stream.device(), DeviceError,
+               "tensor on " + t->device().str() + " used on a stream of " + stream.device().str());
+  }
+}
+
+}  // namespace
+
+void fill(const Stream& stream, const Tensor& x, float value) {
+  checkElementwise(stream, x.numel(), {&x});
+  launch(stream, x.numel(), bodies::Fill{x.data<float>(), value});
+}
+
+void scale(const Stream& stream, const Tensor& x, float a) {
+  checkElementwise(stream, x.numel(), {&x});
+  launch(stream, x.numel(), bodies::Scale{x.data<float>(), a});
+}
+
+void axpy(const Stream& stream, float a, const Tensor& x, const Tensor& y) {
+  checkElementwise(stream, y.numel(), {&x, &y});
+  launch(stream, y.numel(), bodies::Axpy{a, x.data<float>(), y.data<float>()});
+}
+
+void lerp(const Stream& stream, const Tensor& x, const Tensor& y, float w) {
+  checkElementwise(stream, x.numel(), {&x, &y});
+  launch(stream, x.numel(), bodies::Lerp{x.data<float>(), y.data<float>(), w});
+}
+
+void add(const Stream& stream, const Tensor& a, const Tensor& b, const Tensor& out) {
+  checkElementwise(stream, out.numel(), {&a, &b, &out});
+  launch(stream, out.numel(), bodies::Add{a.data<float>(), b.data<float>(), out.data<float>()});
+}
+
+void copy(const Stream& stream, const Tensor& src, const Tensor& dst) {
+  LB_REQUIRE(src.dtype() == dst.dtype() && src.numel() == dst.numel(), ShapeError,
+             std::string("copy of ") + dtypeName(src.dtype()) + src.shape().str() + " into " +
+                 dtypeName(dst.dtype()) + dst.shape().str());
+  const std::size_t bytes = src.nbytes();
+  if (!src.device().isCuda() && !dst.device().isCuda()) {
+    std::memmove(dst.raw(), src.raw(), bytes);
+    return;
+  }
+#if LB_WITH_CUDA
+  auto kind = !src.device().isCuda()   ? cuda::CopyKind::HostToDevice
+              : !dst.device().isCuda() ? cuda::CopyKind::DeviceToHost
+                                       : cuda::CopyKind::DeviceToDevice;
+  LB_REQUIRE(stream.device().isCuda(), DeviceError,
+             "a copy involving CUDA memory needs a CUDA stream");
+  cuda::memcpyAsync(dst.raw(), src.raw(), bytes, kind, stream.handle());
+#else
+  (void)stream;
+  LB_THROW(DeviceError, "a CUDA tensor was used but this build has no CUDA backend");
+#endif
+}
+
+void gemm(const Stream& stream, Transpose ta, Transpose tb, float alpha, const Tensor& a,
+          const Tensor& b, float beta, const Tensor& c) {
+  for (const Tensor* t : {&a, &b, &c}) {
+    t->checkDType(DType::F32);
+    LB_REQUIRE(t->shape().ndim() == 2, ShapeError,
+               "gemm needs 2-D tensors, got " + t->shape().str());
+    LB_REQUIRE(t->device() == stream.device(), DeviceError,
+               "gemm operand on " + t->device().str() + ", stream on " + stream.device().str());
+  }
+  const bool trans_a = ta == Transpose::Yes, trans_b = tb == Transpose::Yes;
+  const int64_t m = c.shape()[0], n = c.shape()[1];
+  const int64_t k = trans_a ? a.shape()[0] : a.shape()[1];
+  const int64_t am = trans_a ? a.shape()[1] : a.shape()[0];
+  const int64_t bk = trans_b ? b.shape()[1] : b.shape()[0];
+  const int64_t bn = trans_b ? b.shape()[0] : b.shape()[1];
+  LB_REQUIRE(am == m && bk == k && bn == n, ShapeError,
+             "gemm shapes do not match: op(A) " + std::to_string(am) + "x" + std::to_string(k) +
+                 ", op(B) " + std::to_string(bk) + "x" + std::to_string(bn) + ", C " +
+                 c.shape().str());
+  gemm(stream, ta, tb, m, n, k, alpha, a.data<float>(), a.shape()[1], b.data<float>(), b.shape()[1],
+       beta, c.data<float>(), n);
+}
+
+}  // namespace lowband::runtime

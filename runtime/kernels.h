@@ -1,0 +1,33 @@
+// The op set: the only code that knows which device runs an op. Every op takes the stream it
+// runs on; tensors must live on the stream's device (checked, ShapeError/DeviceError otherwise).
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/stream.h"
+#include "runtime/tensor.h"
+
+namespace lowband::runtime {
+
+void fill(const Stream& stream, const Tensor& x, float value);
+void scale(const Stream& stream, const Tensor& x, float a);
+void axpy(const Stream& stream, float a, const Tensor& x, const Tensor& y);  // y += a x
+void lerp(const Stream& stream, const Tensor& x, const Tensor& y, float w);  // x += w (y - x)
+void add(const Stream& stream, const Tensor& a, const Tensor& b, const Tensor& out);
+
+// Copies between any two devices (same dtype and element count).
+void copy(const Stream& stream, const Tensor& src, const Tensor& dst);
+
+enum class Transpose { No, Yes };
+
+// Row-major C[M,N] = alpha * op(A) op(B) + beta * C on raw pointers with leading dimensions:
+// OpenBLAS cblas_sgemm on the CPU, cuBLAS on CUDA.
+void gemm(const Stream& stream, Transpose ta, Transpose tb, int64_t m, int64_t n, int64_t k,
+          float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+          float* c, int64_t ldc);
+
+// Tensor form: A is [M,K] ([K,M] when transposed), B is [K,N] ([N,K]), C is [M,N]; all 2-D f32.
+void gemm(const Stream& stream, Transpose ta, Transpose tb, float alpha, const Tensor& a,
+          const Tensor& b, float beta, const Tensor& c);
+
+}  // namespace lowband::runtime
