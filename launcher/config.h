@@ -222,8 +222,8 @@ struct Config {
 };
 
 struct LoadOptions {
-  std::vector<std::string> overrides;  // "key.path=value"
-  std::optional<int64_t> world;        // check tier sizes against this world size
+  std::vector<std::string> overrides{};  // "key.path=value"
+  std::optional<int64_t> world{};        // check tier sizes against this world size
 };
 
 // Reads, overrides, validates and resolves defaults. Throws ConfigError (one line).
