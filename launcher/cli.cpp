@@ -33,12 +33,10 @@ std::string versionText() {
 #if LB_WITH_CUDA
   s << "  CUDA backend: built for sm_" << LB_GPU_ARCHS << "; " << runtime::cuda::versionInfo()
     << ", NCCL " << comm::ncclVersion() << "\n";
-  const runtime::CudaProbe& probe = runtime::probeCuda();
-  s << "  GPUs: " << (probe.count > 0 ? probe.message : "none usable (" + probe.message + ")")
-    << "\n";
 #else
   s << "  CUDA backend: not built (nvcc was not found at build time)\n";
 #endif
+  s << "  device auto: " << runtime::selectDevice(runtime::DeviceMode::Auto).reason << "\n";
   return s.str();
 }
 

@@ -30,6 +30,7 @@ TEST(Cli, VersionNamesTheBuild) {
   EXPECT_NE(r.out.find("OpenBLAS"), std::string::npos);
   EXPECT_NE(r.out.find("MPI"), std::string::npos);
   EXPECT_NE(r.out.find("CUDA backend"), std::string::npos);
+  EXPECT_NE(r.out.find("device auto: using "), std::string::npos) << r.out;
 }
 
 TEST(Cli, HelpListsOnlyWorkingCommands) {

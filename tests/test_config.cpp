@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <random>
 #include <sstream>
 
 #include "launcher/cli.h"
@@ -338,6 +340,52 @@ TEST(Config, EveryShippedConfigValidates) {
     EXPECT_EQ(err.str(), "") << entry.path();  // no warnings either
   }
   EXPECT_GE(count, 7);
+}
+
+// Random edits of the shipped configs (deleted, duplicated or swapped characters) must only
+// ever give "ok" or one clean config error: never a crash or an internal error.
+TEST(Config, MutatedConfigsFailCleanly) {
+  std::vector<std::string> originals;
+  for (const auto& entry : std::filesystem::directory_iterator(test::sourceDir() + "/configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    std::ifstream in(entry.path());
+    originals.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  ASSERT_FALSE(originals.empty());
+  const std::string alphabet = "{}[]:,-#&*!|>'\"%@` \n\t0123456789.eE_abcxyz";
+  std::mt19937 rng(20261122);
+  test::TempDir dir;
+  int errors = 0;
+  for (int i = 0; i < 1000; ++i) {
+    std::string text = originals[rng() % originals.size()];
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits && !text.empty(); ++e) {
+      const std::size_t at = rng() % text.size();
+      switch (rng() % 3) {
+        case 0:
+          text.erase(at, 1 + rng() % 8);
+          break;
+        case 1:
+          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+        default:
+          text[at] = alphabet[rng() % alphabet.size()];
+          break;
+      }
+    }
+    std::string file = dir.write("m.yaml", text);
+    std::ostringstream out, err;
+    int status = kExitInternal;
+    ASSERT_NO_THROW(status = runCli({"validate", file}, out, err)) << text;
+    ASSERT_TRUE(status == kExitOk || status == kExitBadInput) << "status " << status << "\n"
+                                                              << err.str() << "\n"
+                                                              << text;
+    if (status == kExitBadInput) {
+      ++errors;
+      ASSERT_EQ(err.str().rfind("error: " + file, 0), 0u) << err.str();
+    }
+  }
+  EXPECT_GT(errors, 100);  // the mutations really do break configs
 }
 
 TEST(Config, ClosestMatch) {
