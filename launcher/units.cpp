@@ -40,6 +40,11 @@ double applyUnit(const std::string& text, const std::vector<Unit>& units, const 
                   "; units: " + accepted + ")");
 }
 
+// Byte units, shared by sizes, byte rates and formatting.
+const std::vector<Unit> kByteUnits = {
+    {"B", 1},     {"KB", 1e3},    {"kB", 1e3},       {"MB", 1e6},          {"GB", 1e9},
+    {"TB", 1e12}, {"KiB", 1024.}, {"MiB", 1048576.}, {"GiB", 1073741824.}, {"TiB", 1099511627776.}};
+
 const std::vector<Unit>& rateUnits() {
   static const std::vector<Unit> units = [] {
     std::vector<Unit> u = {{"", 1.0 / 8}};
@@ -48,39 +53,24 @@ const std::vector<Unit>& rateUnits() {
     for (auto [n, f] : bits) {
       u.push_back({n, f / 8});
       u.push_back({std::string(n) + "/s", f / 8});
+      // "Mbit" -> "Mbps"
+      u.push_back({std::string(n).substr(0, std::string(n).size() - 3) + "bps", f / 8});
     }
-    const std::pair<const char*, double> bps[] = {{"bps", 1},    {"Kbps", 1e3}, {"kbps", 1e3},
-                                                  {"Mbps", 1e6}, {"Gbps", 1e9}, {"Tbps", 1e12}};
-    for (auto [n, f] : bps) u.push_back({n, f / 8});
-    const std::pair<const char*, double> bytes[] = {{"B", 1},
-                                                    {"KB", 1e3},
-                                                    {"kB", 1e3},
-                                                    {"MB", 1e6},
-                                                    {"GB", 1e9},
-                                                    {"TB", 1e12},
-                                                    {"KiB", 1024.},
-                                                    {"MiB", 1048576.},
-                                                    {"GiB", 1073741824.},
-                                                    {"TiB", 1099511627776.}};
-    for (auto [n, f] : bytes) {
-      for (const char* suffix : {"/s", "ps"}) u.push_back({std::string(n) + suffix, f});
-    }
+    for (const Unit& b : kByteUnits)
+      for (const char* suffix : {"/s", "ps"}) u.push_back({b.name + suffix, b.factor});
     return u;
   }();
   return units;
 }
 
-const std::vector<Unit> kSizeUnits = {{"", 1},
-                                      {"B", 1},
-                                      {"KB", 1e3},
-                                      {"kB", 1e3},
-                                      {"MB", 1e6},
-                                      {"GB", 1e9},
-                                      {"TB", 1e12},
-                                      {"KiB", 1024.},
-                                      {"MiB", 1048576.},
-                                      {"GiB", 1073741824.},
-                                      {"TiB", 1099511627776.}};
+const std::vector<Unit>& sizeUnits() {
+  static const std::vector<Unit> units = [] {
+    std::vector<Unit> u = {{"", 1}};
+    u.insert(u.end(), kByteUnits.begin(), kByteUnits.end());
+    return u;
+  }();
+  return units;
+}
 
 const std::vector<Unit> kDurationUnits = {{"", 1},      {"ns", 1e-9}, {"us", 1e-6}, {"µs", 1e-6},
                                           {"ms", 1e-3}, {"s", 1},     {"min", 60},  {"h", 3600}};
@@ -127,7 +117,7 @@ Bandwidth parseBandwidth(const std::string& text) {
 }
 
 ByteSize parseByteSize(const std::string& text) {
-  double bytes = applyUnit(text, kSizeUnits, "a size such as 25MB, 64KiB or 1048576",
+  double bytes = applyUnit(text, sizeUnits(), "a size such as 25MB, 64KiB or 1048576",
                            "B KB MB GB TB KiB MiB GiB TiB");
   if (bytes != std::floor(bytes))
     throw UnitError("expected a whole number of bytes, got '" + text + "'");
@@ -152,14 +142,11 @@ std::string format(Bandwidth b) {
 
 std::string format(ByteSize s) {
   if (s.bytes == 0) return "0B";
-  // Prefer the unit family that divides exactly ("64KiB" over "65.536KB").
-  for (const Unit& u :
-       {Unit{"TiB", 1099511627776.}, Unit{"GiB", 1073741824.}, Unit{"MiB", 1048576.},
-        Unit{"KiB", 1024.}, Unit{"TB", 1e12}, Unit{"GB", 1e9}, Unit{"MB", 1e6}, Unit{"KB", 1e3}}) {
-    double v = s.bytes / u.factor;
-    if (v >= 1 && v == std::floor(v)) return std::to_string(uint64_t(v)) + u.name;
-  }
-  return std::to_string(s.bytes) + "B";
+  // The largest unit that divides exactly: "64KiB", "25MB", "1MiB".
+  const Unit* best = &kByteUnits.front();
+  for (const Unit& u : kByteUnits)
+    if (s.bytes / u.factor == std::floor(s.bytes / u.factor) && u.factor > best->factor) best = &u;
+  return std::to_string(static_cast<uint64_t>(s.bytes / best->factor)) + best->name;
 }
 
 std::string format(Duration d) {

@@ -14,6 +14,15 @@ namespace {
 [[noreturn, maybe_unused]] void noCuda(const char* file, int line) {
   throw DeviceError("a CUDA device was used but this build has no CUDA backend", file, line);
 }
+
+// Destructors must not throw; a handle that fails to go is reclaimed with the context at exit.
+[[maybe_unused]] void destroyQuietly(void* handle, void (*destroy)(void*)) {
+  if (!handle) return;
+  try {
+    destroy(handle);
+  } catch (...) {
+  }
+}
 }  // namespace
 
 #if LB_WITH_CUDA
@@ -28,13 +37,7 @@ Stream::Stream(Device device) : device_(device) {
 
 Stream::~Stream() {
 #if LB_WITH_CUDA
-  if (handle_) {
-    try {
-      cuda::streamDestroy(handle_);
-    } catch (...) {
-      // Destructors must not throw; the driver reclaims the stream at exit.
-    }
-  }
+  destroyQuietly(handle_, cuda::streamDestroy);
 #endif
 }
 
@@ -64,12 +67,7 @@ Event::Event(Device device) : device_(device) {
 
 Event::~Event() {
 #if LB_WITH_CUDA
-  if (handle_) {
-    try {
-      cuda::eventDestroy(handle_);
-    } catch (...) {
-    }
-  }
+  destroyQuietly(handle_, cuda::eventDestroy);
 #endif
 }
 
