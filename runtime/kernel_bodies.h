@@ -46,7 +46,7 @@ struct Add {
 }  // namespace lowband::runtime::bodies
 
 // Every body launched on CUDA; kernels.cu instantiates the grid-stride launcher for each.
-#define LB_ELEMENTWISE_BODIES(X)       \
+#define LB_KERNEL_BODIES(X)            \
   X(::lowband::runtime::bodies::Fill)  \
   X(::lowband::runtime::bodies::Scale) \
   X(::lowband::runtime::bodies::Axpy)  \

@@ -53,18 +53,23 @@ void copy(const Stream& stream, const Tensor& src, const Tensor& dst) {
   LB_REQUIRE(src.dtype() == dst.dtype() && src.numel() == dst.numel(), ShapeError,
              std::string("copy of ") + dtypeName(src.dtype()) + src.shape().str() + " into " +
                  dtypeName(dst.dtype()) + dst.shape().str());
-  const std::size_t bytes = src.nbytes();
-  if (!src.device().isCuda() && !dst.device().isCuda()) {
-    std::memmove(dst.raw(), src.raw(), bytes);
+  copyBytes(stream, dst.raw(), dst.device(), src.raw(), src.device(), src.nbytes());
+}
+
+void copyBytes(const Stream& stream, void* dst, Device dst_device, const void* src,
+               Device src_device, std::size_t bytes) {
+  if (bytes == 0) return;
+  if (!src_device.isCuda() && !dst_device.isCuda()) {
+    std::memmove(dst, src, bytes);
     return;
   }
 #if LB_WITH_CUDA
-  auto kind = !src.device().isCuda()   ? cuda::CopyKind::HostToDevice
-              : !dst.device().isCuda() ? cuda::CopyKind::DeviceToHost
-                                       : cuda::CopyKind::DeviceToDevice;
+  auto kind = !src_device.isCuda()   ? cuda::CopyKind::HostToDevice
+              : !dst_device.isCuda() ? cuda::CopyKind::DeviceToHost
+                                     : cuda::CopyKind::DeviceToDevice;
   LB_REQUIRE(stream.device().isCuda(), DeviceError,
              "a copy involving CUDA memory needs a CUDA stream");
-  cuda::memcpyAsync(dst.raw(), src.raw(), bytes, kind, stream.handle());
+  cuda::memcpyAsync(dst, src, bytes, kind, stream.handle());
 #else
   (void)stream;
   LB_THROW(DeviceError, "a CUDA tensor was used but this build has no CUDA backend");

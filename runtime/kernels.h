@@ -17,6 +17,9 @@ void add(const Stream& stream, const Tensor& a, const Tensor& b, const Tensor& o
 
 // Copies between any two devices (same dtype and element count).
 void copy(const Stream& stream, const Tensor& src, const Tensor& dst);
+// Raw form: `bytes` from `src` on src_device to `dst` on dst_device, ordered on `stream`.
+void copyBytes(const Stream& stream, void* dst, Device dst_device, const void* src,
+               Device src_device, std::size_t bytes);
 
 enum class Transpose { No, Yes };
 

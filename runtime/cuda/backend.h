@@ -42,7 +42,7 @@ void gemm(int device, void* stream, bool trans_a, bool trans_b, int64_t m, int64
           float* c, int64_t ldc);
 
 // Runs body(i) for i in [0, n) in a grid-stride kernel; explicitly instantiated in kernels.cu
-// for every body in LB_ELEMENTWISE_BODIES.
+// for every body in LB_KERNEL_BODIES.
 template <class Body>
 void launch(void* stream, int64_t n, const Body& body);
 

@@ -1,0 +1,202 @@
+#include "nn/gpt.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "runtime/error.h"
+#include "runtime/kernels.h"
+#include "runtime/nn_ops.h"
+
+namespace lowband::nn {
+
+using namespace lowband::runtime;
+
+namespace {
+std::string blockName(int64_t l, const char* what) { return "h." + std::to_string(l) + "." + what; }
+}  // namespace
+
+Gpt::Gpt(const GptShape& shape, Device device, int64_t pad_multiple) : shape_(shape) {
+  const int64_t C = shape.d_model, L = shape.n_layer, Vp = shape.paddedVocab();
+  LB_REQUIRE(C % shape.n_head == 0, ShapeError,
+             "d_model " + std::to_string(C) + " is not divisible by n_head " +
+                 std::to_string(shape.n_head));
+  const float std = 0.02f;
+  const float proj_std = std / std::sqrt(2.0f * static_cast<float>(L));  // residual projections
+  params_.add("wte", {Vp, C}, kEmbeddingGroup, false, Init::Normal, std, shape.vocab);
+  params_.add("wpe", {shape.seq_len, C}, kEmbeddingGroup, false, Init::Normal, std);
+  params_.add("lnf.w", {C}, kEmbeddingGroup, false, Init::Ones);
+  params_.add("lnf.b", {C}, kEmbeddingGroup, false, Init::Zeros);
+  for (int64_t l = 0; l < L; ++l) {
+    const int grp = static_cast<int>(l);
+    params_.add(blockName(l, "ln1.w"), {C}, grp, false, Init::Ones);
+    params_.add(blockName(l, "ln1.b"), {C}, grp, false, Init::Zeros);
+    params_.add(blockName(l, "attn.w"), {3 * C, C}, grp, true, Init::Normal, std);
+    params_.add(blockName(l, "attn.b"), {3 * C}, grp, false, Init::Zeros);
+    params_.add(blockName(l, "attn_proj.w"), {C, C}, grp, true, Init::Normal, proj_std);
+    params_.add(blockName(l, "attn_proj.b"), {C}, grp, false, Init::Zeros);
+    params_.add(blockName(l, "ln2.w"), {C}, grp, false, Init::Ones);
+    params_.add(blockName(l, "ln2.b"), {C}, grp, false, Init::Zeros);
+    params_.add(blockName(l, "fc.w"), {4 * C, C}, grp, true, Init::Normal, std);
+    params_.add(blockName(l, "fc.b"), {4 * C}, grp, false, Init::Zeros);
+    params_.add(blockName(l, "fc_proj.w"), {C, 4 * C}, grp, true, Init::Normal, proj_std);
+    params_.add(blockName(l, "fc_proj.b"), {C}, grp, false, Init::Zeros);
+  }
+  params_.finalize(device, pad_multiple);
+}
+
+void Gpt::ensureActivations(int64_t B, int64_t T, const Stream& stream) {
+  if (B == B_ && T == T_) return;
+  const int64_t C = shape_.d_model, N = B * T, H = shape_.n_head, Vp = shape_.paddedVocab();
+  auto arena = std::make_unique<Arena>();
+  encoded_ = arena->reserve(N * C);
+  layers_.clear();
+  for (int64_t l = 0; l < shape_.n_layer; ++l) {
+    Layer a;
+    a.ln1 = arena->reserve(N * C);
+    a.ln1_mean = arena->reserve(N);
+    a.ln1_rstd = arena->reserve(N);
+    a.qkv = arena->reserve(N * 3 * C);
+    a.atty = arena->reserve(N * C);
+    a.lse = arena->reserve(B * H * T);
+    a.res_att = arena->reserve(N * C);
+    a.ln2 = arena->reserve(N * C);
+    a.ln2_mean = arena->reserve(N);
+    a.ln2_rstd = arena->reserve(N);
+    a.fch = arena->reserve(N * 4 * C);
+    a.fch_gelu = arena->reserve(N * 4 * C);
+    a.res_mlp = arena->reserve(N * C);
+    layers_.push_back(a);
+  }
+  lnf_ = arena->reserve(N * C);
+  lnf_mean_ = arena->reserve(N);
+  lnf_rstd_ = arena->reserve(N);
+  logits_ = arena->reserve(N * Vp);
+  losses_ = arena->reserve(N);
+  ce_lse_ = arena->reserve(N);
+  dres_ = arena->reserve(N * C);
+  dbtc_ = arena->reserve(N * C);
+  dqkv_ = arena->reserve(N * 3 * C);
+  dfch_ = arena->reserve(N * 4 * C);
+  arena->allocate(params_.device(), stream.handle());
+  act_ = std::move(arena);
+  tokens_ = std::make_unique<Storage>(params_.device(), N * sizeof(int32_t), stream.handle());
+  targets_ = std::make_unique<Storage>(params_.device(), N * sizeof(int32_t), stream.handle());
+  B_ = B;
+  T_ = T;
+}
+
+float Gpt::forward(const Stream& s, const Batch& batch) {
+  const int64_t B = batch.rows, T = batch.seq, C = shape_.d_model, N = B * T;
+  const int64_t H = shape_.n_head, hd = C / H, V = shape_.vocab, Vp = shape_.paddedVocab();
+  LB_REQUIRE(batch.tokens && T >= 1 && T <= shape_.seq_len && B >= 1, ShapeError,
+             "gpt forward needs tokens with 1 <= T <= seq_len " + std::to_string(shape_.seq_len) +
+                 ", got T " + std::to_string(T));
+  ensureActivations(B, T, s);
+  const Arena& a = *act_;
+  const Device dev = params_.device();
+  int32_t* tokens = static_cast<int32_t*>(tokens_->data());
+  int32_t* targets = static_cast<int32_t*>(targets_->data());
+  copyBytes(s, tokens, dev, batch.tokens, Device::cpu(), N * sizeof(int32_t));
+  has_targets_ = batch.targets != nullptr;
+  if (has_targets_) copyBytes(s, targets, dev, batch.targets, Device::cpu(), N * sizeof(int32_t));
+
+  embeddingForward(s, a[encoded_], tokens, p("wte"), p("wpe"), B, T, C);
+  const float* x = a[encoded_];
+  for (int64_t l = 0; l < shape_.n_layer; ++l) {
+    const Layer& y = layers_[l];
+    auto w = [&](const char* what) { return p(blockName(l, what)); };
+    layerNormForward(s, a[y.ln1], a[y.ln1_mean], a[y.ln1_rstd], x, w("ln1.w"), w("ln1.b"), N, C);
+    linearForward(s, a[y.qkv], a[y.ln1], w("attn.w"), w("attn.b"), N, C, 3 * C);
+    attentionForward(s, a[y.atty], a[y.lse], a[y.qkv], B, T, H, hd);
+    linearForward(s, a[y.res_att], a[y.atty], w("attn_proj.w"), w("attn_proj.b"), N, C, C);
+    accumulate(s, a[y.res_att], x, N * C);
+    layerNormForward(s, a[y.ln2], a[y.ln2_mean], a[y.ln2_rstd], a[y.res_att], w("ln2.w"),
+                     w("ln2.b"), N, C);
+    linearForward(s, a[y.fch], a[y.ln2], w("fc.w"), w("fc.b"), N, C, 4 * C);
+    geluForward(s, a[y.fch_gelu], a[y.fch], N * 4 * C);
+    linearForward(s, a[y.res_mlp], a[y.fch_gelu], w("fc_proj.w"), w("fc_proj.b"), N, 4 * C, C);
+    accumulate(s, a[y.res_mlp], a[y.res_att], N * C);
+    x = a[y.res_mlp];
+  }
+  layerNormForward(s, a[lnf_], a[lnf_mean_], a[lnf_rstd_], x, p("lnf.w"), p("lnf.b"), N, C);
+  linearForward(s, a[logits_], a[lnf_], p("wte"), nullptr, N, C, Vp);
+  if (!has_targets_) return 0.0f;
+  crossEntropyForward(s, a[losses_], a[ce_lse_], a[logits_], targets, N, V, Vp);
+  std::vector<float> losses(N);
+  copyBytes(s, losses.data(), Device::cpu(), a[losses_], dev, N * sizeof(float));
+  s.synchronize();
+  double total = 0;
+  for (float v : losses) total += v;
+  return static_cast<float>(total / static_cast<double>(N));
+}
+
+void Gpt::backward(const Stream& s) {
+  LB_REQUIRE(act_ && has_targets_, ShapeError, "backward() without a forward() with targets");
+  const int64_t B = B_, T = T_, C = shape_.d_model, N = B * T;
+  const int64_t H = shape_.n_head, hd = C / H, V = shape_.vocab, Vp = shape_.paddedVocab();
+  const Arena& a = *act_;
+  const int32_t* tokens = static_cast<const int32_t*>(tokens_->data());
+  const int32_t* targets = static_cast<const int32_t*>(targets_->data());
+  float* dres = a[dres_];
+  float* dbtc = a[dbtc_];
+
+  crossEntropyBackward(s, a[logits_], a[ce_lse_], targets, N, V, Vp, 1.0f / static_cast<float>(N));
+  linearBackward(s, dbtc, g("wte"), nullptr, a[logits_], a[lnf_], p("wte"), N, C, Vp, false);
+  const float* last = shape_.n_layer > 0 ? a[layers_.back().res_mlp] : a[encoded_];
+  zero(s, dres, N * C);
+  layerNormBackward(s, dres, g("lnf.w"), g("lnf.b"), dbtc, last, p("lnf.w"), a[lnf_mean_],
+                    a[lnf_rstd_], N, C);
+  for (int64_t l = shape_.n_layer - 1; l >= 0; --l) {
+    const Layer& y = layers_[l];
+    const float* x = l == 0 ? a[encoded_] : a[layers_[l - 1].res_mlp];
+    auto w = [&](const char* what) { return p(blockName(l, what)); };
+    auto dw = [&](const char* what) { return g(blockName(l, what)); };
+    // x_mlp = res_att + fc_proj(gelu(fc(LN2(res_att))))
+    linearBackward(s, a[dfch_], dw("fc_proj.w"), dw("fc_proj.b"), dres, a[y.fch_gelu],
+                   w("fc_proj.w"), N, 4 * C, C, false);
+    geluBackward(s, a[dfch_], a[y.fch], a[dfch_], N * 4 * C);
+    linearBackward(s, dbtc, dw("fc.w"), dw("fc.b"), a[dfch_], a[y.ln2], w("fc.w"), N, C, 4 * C,
+                   false);
+    layerNormBackward(s, dres, dw("ln2.w"), dw("ln2.b"), dbtc, a[y.res_att], w("ln2.w"),
+                      a[y.ln2_mean], a[y.ln2_rstd], N, C);
+    // res_att = x + attn_proj(attention(attn(LN1(x))))
+    linearBackward(s, dbtc, dw("attn_proj.w"), dw("attn_proj.b"), dres, a[y.atty], w("attn_proj.w"),
+                   N, C, C, false);
+    attentionBackward(s, a[dqkv_], dbtc, a[y.qkv], a[y.atty], a[y.lse], B, T, H, hd);
+    linearBackward(s, dbtc, dw("attn.w"), dw("attn.b"), a[dqkv_], a[y.ln1], w("attn.w"), N, C,
+                   3 * C, false);
+    layerNormBackward(s, dres, dw("ln1.w"), dw("ln1.b"), dbtc, x, w("ln1.w"), a[y.ln1_mean],
+                      a[y.ln1_rstd], N, C);
+  }
+  embeddingBackward(s, g("wte"), g("wpe"), dres, tokens, B, T, C);
+}
+
+std::vector<float> Gpt::logits(const Stream& s) {
+  LB_REQUIRE(act_ != nullptr, ShapeError, "logits() before forward()");
+  const int64_t N = B_ * T_, Vp = shape_.paddedVocab(), V = shape_.vocab;
+  std::vector<float> padded(N * Vp), out(N * V);
+  copyBytes(s, padded.data(), Device::cpu(), (*act_)[logits_], params_.device(),
+            padded.size() * sizeof(float));
+  s.synchronize();
+  for (int64_t i = 0; i < N; ++i) std::copy_n(padded.data() + i * Vp, V, out.data() + i * V);
+  return out;
+}
+
+double Gpt::flopsPerPosition() const {
+  // 6 flops per weight per position (forward 2, backward 4) for every matmul weight, including
+  // the tied head, plus attention: QK^T and AV over (on average) T/2 keys, times 3 (fwd + bwd).
+  const double C = static_cast<double>(shape_.d_model), L = static_cast<double>(shape_.n_layer);
+  const double matmul = L * 12 * C * C + C * static_cast<double>(shape_.paddedVocab());
+  const double attention = L * 2 * 2 * C * (static_cast<double>(T_ ? T_ : shape_.seq_len) / 2);
+  return 6 * matmul + 3 * attention;
+}
+
+std::string Gpt::describe() const {
+  return "gpt " + std::to_string(shape_.n_layer) + " layers, d_model " +
+         std::to_string(shape_.d_model) + ", " + std::to_string(shape_.n_head) + " heads, seq " +
+         std::to_string(shape_.seq_len) + ", vocab " + std::to_string(shape_.vocab) + " (" +
+         std::to_string(params_.numParameters()) + " parameters)";
+}
+
+}  // namespace lowband::nn

@@ -1,0 +1,59 @@
+// Decoder-only transformer (GPT-2 layout) with explicit forward and backward:
+//   x0 = wte[tokens] + wpe[positions]
+//   per block: x = x + proj(attn(LN1(x))),  x = x + fc_proj(gelu(fc(LN2(x))))
+//   logits = LN_f(x) wte^T (output head tied to the token embedding), loss = mean CE.
+// Parameter layout in the ParamStore: wte, wpe, lnf.w, lnf.b (group kEmbeddingGroup), then
+// per block h.L.{ln1.w, ln1.b, attn.w, attn.b, attn_proj.w, attn_proj.b, ln2.w, ln2.b, fc.w,
+// fc.b, fc_proj.w, fc_proj.b} (group L). Linear weights are [out, in] as in PyTorch.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "nn/arena.h"
+#include "nn/model.h"
+
+namespace lowband::nn {
+
+struct GptShape {
+  int64_t n_layer = 6;
+  int64_t d_model = 256;
+  int64_t n_head = 8;
+  int64_t seq_len = 256;
+  int64_t vocab = 256;
+  int64_t paddedVocab() const { return (vocab + 63) / 64 * 64; }
+};
+
+class Gpt : public Model {
+ public:
+  // Declares the parameters; `pad_multiple` pads the flat buffer (see ParamStore::finalize).
+  Gpt(const GptShape& shape, runtime::Device device, int64_t pad_multiple = ParamStore::kAlign);
+  ParamStore& params() override { return params_; }
+  float forward(const runtime::Stream& stream, const Batch& batch) override;
+  void backward(const runtime::Stream& stream) override;
+  std::vector<float> logits(const runtime::Stream& stream) override;
+  double flopsPerPosition() const override;
+  std::string describe() const override;
+  const GptShape& shape() const { return shape_; }
+
+ private:
+  struct Layer {
+    int ln1, ln1_mean, ln1_rstd, qkv, atty, lse, res_att, ln2, ln2_mean, ln2_rstd, fch, fch_gelu,
+        res_mlp;
+  };
+  void ensureActivations(int64_t B, int64_t T, const runtime::Stream& stream);
+  float* p(const std::string& name) const { return params_.param(name); }
+  float* g(const std::string& name) const { return params_.grad(name); }
+
+  GptShape shape_;
+  ParamStore params_;
+  int64_t B_ = 0, T_ = 0;
+  bool has_targets_ = false;
+  std::unique_ptr<Arena> act_;
+  std::unique_ptr<runtime::Storage> tokens_, targets_;
+  int encoded_ = 0, lnf_ = 0, lnf_mean_ = 0, lnf_rstd_ = 0, logits_ = 0, losses_ = 0, ce_lse_ = 0;
+  int dres_ = 0, dbtc_ = 0, dqkv_ = 0, dfch_ = 0;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace lowband::nn

@@ -1,0 +1,39 @@
+// What the trainer sees of a model: its parameters, forward with loss, backward.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn/param_store.h"
+#include "runtime/stream.h"
+
+namespace lowband::nn {
+
+// One batch in host memory. Token models read `tokens` ([rows, seq]); image models read
+// `features` ([rows, inputs]). `targets` has one class per predicted position.
+struct Batch {
+  const int32_t* tokens = nullptr;
+  const float* features = nullptr;
+  const int32_t* targets = nullptr;
+  int64_t rows = 0;  // sequences or images
+  int64_t seq = 1;   // tokens per sequence (1 for images)
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual ParamStore& params() = 0;
+  // Runs the forward pass, keeps what backward needs, and returns the mean loss (waits for
+  // the stream). With targets == nullptr only logits are computed and 0 is returned.
+  virtual float forward(const runtime::Stream& stream, const Batch& batch) = 0;
+  // grads += d(mean loss)/d(params) of the last forward.
+  virtual void backward(const runtime::Stream& stream) = 0;
+  // Logits of the last forward on the host: [rows * seq, classes] (for tests and evaluation).
+  virtual std::vector<float> logits(const runtime::Stream& stream) = 0;
+  // Floating-point operations of one forward + backward per predicted position (for MFU).
+  virtual double flopsPerPosition() const = 0;
+  virtual std::string describe() const = 0;
+};
+
+}  // namespace lowband::nn

@@ -1,0 +1,487 @@
+// Kernel bodies of the model ops (GPT/MLP forward and backward, optimizer updates, reductions),
+// shared by the CPU and CUDA launchers (see launch.h). Row-major layouts throughout:
+// activations [N, C] with N = batch * seq rows; qkv rows hold [q | k | v], head h at h*hd.
+// Reductions over rows (bias and LayerNorm parameter gradients, squared norms) go through
+// fixed-size row chunks and a second pass over the chunk partials, so results are the same on
+// any thread count and no two items ever write the same element.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "runtime/cpu/fast_math.h"
+#include "runtime/launch.h"
+
+namespace lowband::runtime::bodies {
+
+constexpr int kMaxHeadDim = 256;
+constexpr int64_t kReduceChunkRows = 64;  // rows per partial of a column reduction
+
+// ---- embeddings -------------------------------------------------------------------------
+
+// out[i] = wte[tokens[i]] + wpe[i % T]
+struct EmbeddingForward {
+  float* out;
+  const int32_t* tokens;
+  const float* wte;
+  const float* wpe;
+  int64_t T, C;
+  LB_HOST_DEVICE void operator()(int64_t i) const {
+    const float* e = wte + static_cast<int64_t>(tokens[i]) * C;
+    const float* p = wpe + (i % T) * C;
+    float* o = out + i * C;
+    for (int64_t c = 0; c < C; ++c) o[c] = e[c] + p[c];
+  }
+};
+
+// dwte[v, c] += sum over rows i with tokens[i] == v of dout[i, c]. Item = channel c: each item
+// owns one column of dwte, so repeated tokens never race.
+struct EmbeddingBackwardTokens {
+  float* dwte;
+  const float* dout;
+  const int32_t* tokens;
+  int64_t N, C;
+  LB_HOST_DEVICE void operator()(int64_t c) const {
+    for (int64_t i = 0; i < N; ++i)
+      dwte[static_cast<int64_t>(tokens[i]) * C + c] += dout[i * C + c];
+  }
+};
+
+// dwpe[t, c] += sum_b dout[b*T + t, c]. Item = t*C + c.
+struct EmbeddingBackwardPositions {
+  float* dwpe;
+  const float* dout;
+  int64_t B, T, C;
+  LB_HOST_DEVICE void operator()(int64_t j) const {
+    const int64_t t = j / C, c = j % C;
+    float s = 0;
+    for (int64_t b = 0; b < B; ++b) s += dout[(b * T + t) * C + c];
+    dwpe[j] += s;
+  }
+};
+
+// ---- LayerNorm --------------------------------------------------------------------------
+
+// out = (x - mean) * rstd * w + b per row; keeps mean and rstd for the backward.
+struct LayerNormForward {
+  float* out;
+  float* mean;
+  float* rstd;
+  const float* inp;
+  const float* w;
+  const float* b;
+  int64_t C;
+  float eps;
+  LB_HOST_DEVICE void operator()(int64_t i) const {
+    const float* x = inp + i * C;
+    float m = 0;
+    for (int64_t c = 0; c < C; ++c) m += x[c];
+    m /= static_cast<float>(C);
+    float v = 0;
+    for (int64_t c = 0; c < C; ++c) v += (x[c] - m) * (x[c] - m);
+    v /= static_cast<float>(C);
+    const float s = 1.0f / sqrtf(v + eps);
+    float* o = out + i * C;
+    for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * s * w[c] + b[c];
+    mean[i] = m;
+    rstd[i] = s;
+  }
+};
+
+// dinp += rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = w * dout, per row.
+struct LayerNormBackwardInput {
+  float* dinp;
+  const float* dout;
+  const float* inp;
+  const float* w;
+  const float* mean;
+  const float* rstd;
+  int64_t C;
+  LB_HOST_DEVICE void operator()(int64_t i) const {
+    const float* x = inp + i * C;
+    const float* d = dout + i * C;
+    const float m = mean[i], s = rstd[i];
+    float g_mean = 0, gx_mean = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      const float g = w[c] * d[c];
+      g_mean += g;
+      gx_mean += g * (x[c] - m) * s;
+    }
+    g_mean /= static_cast<float>(C);
+    gx_mean /= static_cast<float>(C);
+    float* dx = dinp + i * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float xhat = (x[c] - m) * s;
+      dx[c] += (w[c] * d[c] - g_mean - xhat * gx_mean) * s;
+    }
+  }
+};
+
+// Partials of dw = sum_rows dout * xhat and db = sum_rows dout over one chunk of rows:
+// partial[k] = [dw (C) | db (C)].
+struct LayerNormParamsPartial {
+  float* partial;
+  const float* dout;
+  const float* inp;
+  const float* mean;
+  const float* rstd;
+  int64_t N, C;
+  LB_HOST_DEVICE void operator()(int64_t k) const {
+    float* pw = partial + k * 2 * C;
+    float* pb = pw + C;
+    for (int64_t c = 0; c < 2 * C; ++c) pw[c] = 0;
+    const int64_t end = (k + 1) * kReduceChunkRows < N ? (k + 1) * kReduceChunkRows : N;
+    for (int64_t i = k * kReduceChunkRows; i < end; ++i) {
+      const float m = mean[i], s = rstd[i];
+      const float* x = inp + i * C;
+      const float* d = dout + i * C;
+      for (int64_t c = 0; c < C; ++c) {
+        pw[c] += d[c] * (x[c] - m) * s;
+        pb[c] += d[c];
+      }
+    }
+  }
+};
+
+// ---- column sums (bias gradients) ---------------------------------------------------------
+
+// partial[k, c] = sum over the rows of chunk k of x[row, c].
+struct ColumnSumPartial {
+  float* partial;
+  const float* x;
+  int64_t N, C;
+  LB_HOST_DEVICE void operator()(int64_t k) const {
+    float* p = partial + k * C;
+    for (int64_t c = 0; c < C; ++c) p[c] = 0;
+    const int64_t end = (k + 1) * kReduceChunkRows < N ? (k + 1) * kReduceChunkRows : N;
+    for (int64_t i = k * kReduceChunkRows; i < end; ++i)
+      for (int64_t c = 0; c < C; ++c) p[c] += x[i * C + c];
+  }
+};
+
+// out[c] += sum_k partial[k, c] (out may be split: C columns of `stride`-spaced partial rows).
+struct ColumnSumFinish {
+  float* out;
+  const float* partial;
+  int64_t K, stride;
+  LB_HOST_DEVICE void operator()(int64_t c) const {
+    float s = 0;
+    for (int64_t k = 0; k < K; ++k) s += partial[k * stride + c];
+    out[c] += s;
+  }
+};
+
+// ---- elementwise activations ------------------------------------------------------------
+
+// out[i] = x[i] + bias[i % C]
+struct BiasAdd {
+  float* out;
+  const float* bias;
+  int64_t C;
+  LB_HOST_DEVICE void operator()(int64_t i) const { out[i] += bias[i % C]; }
+};
+
+constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2 / pi)
+
+// The device's tanhf on CUDA; on the CPU an exp-based form that vectorises (libm's tanhf was a
+// fifth of a training step).
+LB_HOST_DEVICE inline float geluTanh(float u) {
+#if defined(__CUDA_ARCH__)
+  return tanhf(u);
+#else
+  return cpu::fastTanh(u);
+#endif
+}
+
+// GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+struct GeluForward {
+  float* out;
+  const float* inp;
+  LB_HOST_DEVICE void operator()(int64_t i) const {
+    const float x = inp[i];
+    out[i] = 0.5f * x * (1.0f + geluTanh(kGeluScale * (x + 0.044715f * x * x * x)));
+  }
+};
+
+// dinp = dout * d/dx gelu(x)
+struct GeluBackward {
+  float* dinp;
+  const float* inp;
+  const float* dout;
+  LB_HOST_DEVICE void operator()(int64_t i) const {
+    const float x = inp[i];
+    const float u = kGeluScale * (x + 0.044715f * x * x * x);
+    const float t = geluTanh(u);
+    const float sech2 = 1.0f - t * t;
+    const float du = kGeluScale * (1.0f + 3.0f * 0.044715f * x * x);
+    dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * sech2 * du);
+  }
+};
+
+struct ReluForward {
+  float* out;
+  const float* inp;
+  LB_HOST_DEVICE void operator()(int64_t i) const { out[i] = inp[i] > 0 ? inp[i] : 0.0f; }
+};
+
+struct ReluBackward {
+  float* dinp;
+  const float* inp;
+  const float* dout;
+  LB_HOST_DEVICE void operator()(int64_t i) const { dinp[i] = inp[i] > 0 ? dout[i] : 0.0f; }
+};
+
+// ---- causal self-attention ----------------------------------------------------------------
+// qkv [B, T, 3C] (C = H * hd), out [B, T, C], lse [B, H, T] (log-sum-exp of the scaled scores
+// of each query row). Item r = (b * H + h) * T + t: one query (forward, dq) or key (dk, dv) row.
+// Scores are recomputed in the backward from lse, so no [T, T] matrix is ever stored.
+
+struct AttentionIndex {
+  int64_t b, h, t;
+  LB_HOST_DEVICE AttentionIndex(int64_t r, int64_t H, int64_t T)
+      : b(r / (H * T)), h((r / T) % H), t(r % T) {}
+};
+
+struct AttentionForward {
+  float* out;
+  float* lse;
+  const float* qkv;
+  int64_t T, H, hd;
+  float scale;  // 1 / sqrt(hd)
+  LB_HOST_DEVICE void operator()(int64_t r) const {
+    const AttentionIndex ix(r, H, T);
+    const int64_t C = H * hd, row = 3 * C;
+    const float* q = qkv + (ix.b * T + ix.t) * row + ix.h * hd;
+    const float* base = qkv + ix.b * T * row + ix.h * hd;
+    float acc[kMaxHeadDim];
+    for (int64_t d = 0; d < hd; ++d) acc[d] = 0;
+    // Online softmax over key blocks: scores of a block first, then one rescale per block.
+    constexpr int kBlock = 32;
+    float scores[kBlock];
+    float m = -INFINITY, l = 0;
+    for (int64_t s0 = 0; s0 <= ix.t; s0 += kBlock) {
+      const int64_t s1 = s0 + kBlock - 1 < ix.t ? s0 + kBlock - 1 : ix.t;
+      float bmax = -INFINITY;
+      for (int64_t s = s0; s <= s1; ++s) {
+        const float* k = base + s * row + C;
+        float dot = 0;
+        for (int64_t d = 0; d < hd; ++d) dot += q[d] * k[d];
+        dot *= scale;
+        scores[s - s0] = dot;
+        bmax = dot > bmax ? dot : bmax;
+      }
+      const float m_new = bmax > m ? bmax : m;
+      const float correction = expf(m - m_new);
+      l *= correction;
+      for (int64_t d = 0; d < hd; ++d) acc[d] *= correction;
+      for (int64_t s = s0; s <= s1; ++s) {
+        const float p = expf(scores[s - s0] - m_new);
+        l += p;
+        const float* v = base + s * row + 2 * C;
+        for (int64_t d = 0; d < hd; ++d) acc[d] += p * v[d];
+      }
+      m = m_new;
+    }
+    float* o = out + (ix.b * T + ix.t) * C + ix.h * hd;
+    const float inv = 1.0f / l;
+    for (int64_t d = 0; d < hd; ++d) o[d] = acc[d] * inv;
+    lse[r] = m + logf(l);
+  }
+};
+
+// delta[r] = dot(dout row, out row): the softmax backward's row term.
+struct AttentionDelta {
+  float* delta;
+  const float* out;
+  const float* dout;
+  int64_t T, H, hd;
+  LB_HOST_DEVICE void operator()(int64_t r) const {
+    const AttentionIndex ix(r, H, T);
+    const int64_t off = (ix.b * T + ix.t) * H * hd + ix.h * hd;
+    float s = 0;
+    for (int64_t d = 0; d < hd; ++d) s += out[off + d] * dout[off + d];
+    delta[r] = s;
+  }
+};
+
+// dq[t] = scale * sum_{s <= t} P[t,s] (dout[t].v[s] - delta[t]) k[s]
+struct AttentionBackwardQuery {
+  float* dqkv;
+  const float* qkv;
+  const float* dout;
+  const float* lse;
+  const float* delta;
+  int64_t T, H, hd;
+  float scale;
+  LB_HOST_DEVICE void operator()(int64_t r) const {
+    const AttentionIndex ix(r, H, T);
+    const int64_t C = H * hd, row = 3 * C;
+    const float* q = qkv + (ix.b * T + ix.t) * row + ix.h * hd;
+    const float* go = dout + (ix.b * T + ix.t) * C + ix.h * hd;
+    const float* base = qkv + ix.b * T * row + ix.h * hd;
+    float* dq = dqkv + (ix.b * T + ix.t) * row + ix.h * hd;
+    for (int64_t d = 0; d < hd; ++d) dq[d] = 0;
+    for (int64_t s = 0; s <= ix.t; ++s) {
+      const float* k = base + s * row + C;
+      const float* v = base + s * row + 2 * C;
+      float dot = 0, dp = 0;
+      for (int64_t d = 0; d < hd; ++d) {
+        dot += q[d] * k[d];
+        dp += go[d] * v[d];
+      }
+      const float p = expf(dot * scale - lse[r]);
+      const float ds = p * (dp - delta[r]) * scale;
+      for (int64_t d = 0; d < hd; ++d) dq[d] += ds * k[d];
+    }
+  }
+};
+
+// For key row s: dk[s] = scale * sum_{t >= s} P[t,s] (dout[t].v[s] - delta[t]) q[t],
+// dv[s] = sum_{t >= s} P[t,s] dout[t].
+struct AttentionBackwardKeyValue {
+  float* dqkv;
+  const float* qkv;
+  const float* dout;
+  const float* lse;
+  const float* delta;
+  int64_t T, H, hd;
+  float scale;
+  LB_HOST_DEVICE void operator()(int64_t r) const {
+    const AttentionIndex ix(r, H, T);
+    const int64_t C = H * hd, row = 3 * C, s = ix.t;
+    const float* base = qkv + ix.b * T * row + ix.h * hd;
+    const float* k = base + s * row + C;
+    const float* v = base + s * row + 2 * C;
+    float* dk = dqkv + (ix.b * T + s) * row + C + ix.h * hd;
+    float* dv = dk + C;
+    for (int64_t d = 0; d < hd; ++d) dk[d] = dv[d] = 0;
+    const int64_t lse_row = r - s;  // index of (b, h, t = 0)
+    for (int64_t t = s; t < T; ++t) {
+      const float* q = base + t * row;
+      const float* go = dout + (ix.b * T + t) * C + ix.h * hd;
+      float dot = 0, dp = 0;
+      for (int64_t d = 0; d < hd; ++d) {
+        dot += q[d] * k[d];
+        dp += go[d] * v[d];
+      }
+      const float p = expf(dot * scale - lse[lse_row + t]);
+      const float ds = p * (dp - delta[lse_row + t]) * scale;
+      for (int64_t d = 0; d < hd; ++d) {
+        dk[d] += ds * q[d];
+        dv[d] += p * go[d];
+      }
+    }
+  }
+};
+
+// ---- softmax cross-entropy -----------------------------------------------------------------
+// logits [N, Vp]; only the first V columns are real classes (the rest pad the vocab).
+
+struct CrossEntropyForward {
+  float* losses;
+  float* lse;
+  const float* logits;
+  const int32_t* targets;
+  int64_t V, Vp;
+  LB_HOST_DEVICE void operator()(int64_t i) const {
+    const float* x = logits + i * Vp;
+    float m = -INFINITY;
+    for (int64_t v = 0; v < V; ++v) m = x[v] > m ? x[v] : m;
+    float s = 0;
+    for (int64_t v = 0; v < V; ++v) s += expf(x[v] - m);
+    lse[i] = m + logf(s);
+    losses[i] = lse[i] - x[targets[i]];
+  }
+};
+
+// Overwrites logits with dloss/dlogits = (softmax - onehot) * dloss; padding columns get 0.
+struct CrossEntropyBackward {
+  float* logits;
+  const float* lse;
+  const int32_t* targets;
+  int64_t V, Vp;
+  float dloss;
+  LB_HOST_DEVICE void operator()(int64_t i) const {
+    float* x = logits + i * Vp;
+    const float l = lse[i];
+    for (int64_t v = 0; v < V; ++v)
+      x[v] = (expf(x[v] - l) - (v == targets[i] ? 1.0f : 0.0f)) * dloss;
+    for (int64_t v = V; v < Vp; ++v) x[v] = 0;
+  }
+};
+
+// ---- optimizers and norms -------------------------------------------------------------------
+
+// AdamW in PyTorch's order of operations: decoupled decay first, then the Adam step.
+struct AdamW {
+  float* p;
+  const float* g;
+  float* m;
+  float* v;
+  float lr, beta1, beta2, eps, weight_decay;
+  float bias1, bias2_sqrt;  // 1 - beta1^t and sqrt(1 - beta2^t)
+  LB_HOST_DEVICE void operator()(int64_t i) const {
+    const float gi = g[i];
+    p[i] *= 1.0f - lr * weight_decay;
+    m[i] = beta1 * m[i] + (1.0f - beta1) * gi;
+    v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+    const float denom = sqrtf(v[i]) / bias2_sqrt + eps;
+    p[i] -= (lr / bias1) * m[i] / denom;
+  }
+};
+
+// SGD with momentum (PyTorch semantics: coupled weight decay, no dampening, optional Nesterov).
+struct SgdMomentum {
+  float* p;
+  const float* g;
+  float* buf;
+  float lr, momentum, weight_decay;
+  bool nesterov, first_step;
+  LB_HOST_DEVICE void operator()(int64_t i) const {
+    float d = g[i] + weight_decay * p[i];
+    buf[i] = first_step ? d : momentum * buf[i] + d;
+    d = nesterov ? d + momentum * buf[i] : buf[i];
+    p[i] -= lr * d;
+  }
+};
+
+constexpr int64_t kNormChunk = 1 << 14;
+
+// partial[k] = sum of x[i]^2 over chunk k (accumulated in double on every device).
+struct SumSquaresPartial {
+  double* partial;
+  const float* x;
+  int64_t n;
+  LB_HOST_DEVICE void operator()(int64_t k) const {
+    const int64_t end = (k + 1) * kNormChunk < n ? (k + 1) * kNormChunk : n;
+    double s = 0;
+    for (int64_t i = k * kNormChunk; i < end; ++i) s += static_cast<double>(x[i]) * x[i];
+    partial[k] = s;
+  }
+};
+
+}  // namespace lowband::runtime::bodies
+
+#define LB_NN_BODIES(X)                                     \
+  X(::lowband::runtime::bodies::EmbeddingForward)           \
+  X(::lowband::runtime::bodies::EmbeddingBackwardTokens)    \
+  X(::lowband::runtime::bodies::EmbeddingBackwardPositions) \
+  X(::lowband::runtime::bodies::LayerNormForward)           \
+  X(::lowband::runtime::bodies::LayerNormBackwardInput)     \
+  X(::lowband::runtime::bodies::LayerNormParamsPartial)     \
+  X(::lowband::runtime::bodies::ColumnSumPartial)           \
+  X(::lowband::runtime::bodies::ColumnSumFinish)            \
+  X(::lowband::runtime::bodies::BiasAdd)                    \
+  X(::lowband::runtime::bodies::GeluForward)                \
+  X(::lowband::runtime::bodies::GeluBackward)               \
+  X(::lowband::runtime::bodies::ReluForward)                \
+  X(::lowband::runtime::bodies::ReluBackward)               \
+  X(::lowband::runtime::bodies::AttentionForward)           \
+  X(::lowband::runtime::bodies::AttentionDelta)             \
+  X(::lowband::runtime::bodies::AttentionBackwardQuery)     \
+  X(::lowband::runtime::bodies::AttentionBackwardKeyValue)  \
+  X(::lowband::runtime::bodies::CrossEntropyForward)        \
+  X(::lowband::runtime::bodies::CrossEntropyBackward)       \
+  X(::lowband::runtime::bodies::AdamW)                      \
+  X(::lowband::runtime::bodies::SgdMomentum)                \
+  X(::lowband::runtime::bodies::SumSquaresPartial)
