@@ -8,8 +8,11 @@
 #include <sstream>
 
 #include "comm/mpi_runtime.h"
+#include "launcher/bench.h"
 #include "launcher/config.h"
+#include "launcher/trainer.h"
 #include "lowband_build.h"
+#include "nn/data.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
 #if LB_WITH_CUDA
@@ -79,6 +82,22 @@ int validate(const std::vector<std::string>& files, const std::vector<std::strin
   return status;
 }
 
+int runTrain(const std::string& file, const std::vector<std::string>& overrides,
+             const TrainOptions& options, const Streams& io) {
+  if (io.ctx.world > 1)
+    throw ConfigError(
+        "train: this version trains on one process; start it without mpiexec/srun "
+        "(got a world of " +
+        std::to_string(io.ctx.world) + " ranks)");
+  LoadOptions load;
+  load.overrides = overrides;
+  load.world = 1;
+  Config config = loadConfig(file, load);
+  for (const std::string& w : config.warnings) io.err << "warning: " << w << "\n";
+  train(config, options, io.out);
+  return kExitOk;
+}
+
 }  // namespace
 
 int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
@@ -113,6 +132,36 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
       ->check(CLI::PositiveNumber);
   validate_cmd->add_flag("--print", print, "Print the resolved config as YAML");
 
+  std::string train_file;
+  std::vector<std::string> train_overrides;
+  TrainOptions train_options;
+  CLI::App* train_cmd = app.add_subcommand("train", "Train the model of a config (one process)");
+  train_cmd->add_option("CONFIG", train_file, "YAML experiment config")
+      ->required()
+      ->check(CLI::ExistingFile);
+  train_cmd->add_option("--set", train_overrides, "Override a key: key.path=value (repeatable)")
+      ->type_name("KEY=VALUE");
+  train_cmd->add_flag("--overwrite", train_options.overwrite,
+                      "Replace the run already in run.out_dir (config.yaml, metrics.jsonl)");
+  train_cmd->add_flag("--dry-run", train_options.dry_run,
+                      "Check config and data, build the model, print the start-up table; no "
+                      "training");
+
+  TrainBenchOptions bench_options;
+  std::string bench_preset = "small";
+  bool bench_json = false;
+  CLI::App* bench_cmd = app.add_subcommand("bench", "Benchmarks with machine-readable output");
+  bench_cmd->require_subcommand(1);
+  CLI::App* bench_train_cmd = bench_cmd->add_subcommand(
+      "train", "Training-step throughput and MFU of a GPT shape on random tokens");
+  bench_train_cmd
+      ->add_option("--model", bench_preset,
+                   "Shape: small (6x256, T 256, batch 8) or gpt2 (12x768, T 64, batch 4)")
+      ->check(CLI::IsMember({"small", "gpt2"}));
+  bench_train_cmd->add_option("--steps", bench_options.steps, "Timed steps (median reported)")
+      ->check(CLI::PositiveNumber);
+  bench_train_cmd->add_flag("--json", bench_json, "One JSON object per line");
+
   // CLI11 reports a mistyped command as a missing one; name it and suggest the closest instead.
   if (!args.empty() && !args[0].empty() && args[0][0] != '-') {
     std::vector<std::string> commands;
@@ -145,7 +194,31 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
 
   try {
     if (validate_cmd->parsed()) return validate(files, overrides, world, print, io);
+    if (train_cmd->parsed()) return runTrain(train_file, train_overrides, train_options, io);
+    if (bench_train_cmd->parsed()) {
+      trainBenchPreset(bench_preset, bench_options);
+      const TrainBenchResult r = benchTrain(bench_options);
+      if (io.quiet()) return kExitOk;
+      char line[320];
+      if (bench_json)
+        std::snprintf(
+            line, sizeof line,
+            "{\"config\":\"%s\",\"lowband_tokens_per_s\":%.1f,\"step_s\":%.5f,\"mfu\":%.4f,"
+            "\"gemm_peak_gflops\":%.1f}",
+            bench_options.name.c_str(), r.tokens_per_s, r.step_s, r.mfu, r.gemm_peak_gflops);
+      else
+        std::snprintf(
+            line, sizeof line,
+            "%s: %.0f tokens/s (median step %.1f ms), MFU %.1f%% of the %.0f GFLOP/s GEMM peak",
+            bench_options.name.c_str(), r.tokens_per_s, r.step_s * 1e3, r.mfu * 100,
+            r.gemm_peak_gflops);
+      out << line << "\n";
+      return kExitOk;
+    }
   } catch (const ConfigError& e) {
+    if (!io.quiet()) err << "error: " << e.what() << "\n";
+    return kExitBadInput;
+  } catch (const nn::DataError& e) {
     if (!io.quiet()) err << "error: " << e.what() << "\n";
     return kExitBadInput;
   } catch (const runtime::Error& e) {

@@ -136,10 +136,16 @@ double Mlp::flopsPerPosition() const {
 }
 
 std::string Mlp::describe() const {
-  std::string s = "mlp " + std::to_string(shape_.input);
-  for (int64_t h : shape_.hidden) s += "-" + std::to_string(h);
-  return s + "-" + std::to_string(shape_.classes) + " (" + std::to_string(params_.numParameters()) +
-         " parameters)";
+  // Widths joined by '-', built with += (GCC 12 warns falsely on chained temporaries here).
+  std::string s = "mlp ";
+  for (std::size_t i = 0; i <= shape_.hidden.size() + 1; ++i) {
+    if (i) s += '-';
+    s += std::to_string(width(i));
+  }
+  s += " (";
+  s += std::to_string(params_.numParameters());
+  s += " parameters)";
+  return s;
 }
 
 }  // namespace lowband::nn

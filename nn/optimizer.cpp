@@ -37,8 +37,18 @@ float Optimizer::lrAt(int64_t step) const {
 }
 
 double Optimizer::step(const runtime::Stream& s, int64_t step) {
+  const double norm = gradientNorm(s);
+  apply(s, step, norm);
+  return norm;
+}
+
+double Optimizer::gradientNorm(const runtime::Stream& s) const {
   runtime::Tensor grads = params_.grads();
-  const double norm = std::sqrt(runtime::sumSquares(s, grads.data<float>(), grads.numel()));
+  return std::sqrt(runtime::sumSquares(s, grads.data<float>(), grads.numel()));
+}
+
+void Optimizer::apply(const runtime::Stream& s, int64_t step, double norm) {
+  runtime::Tensor grads = params_.grads();
   if (settings_.grad_clip > 0 && norm > settings_.grad_clip)
     runtime::scale(s, grads, static_cast<float>(settings_.grad_clip / (norm + 1e-6)));
   ++updates_;
@@ -65,7 +75,6 @@ double Optimizer::step(const runtime::Stream& s, int64_t step) {
     }
     i = j;
   }
-  return norm;
 }
 
 }  // namespace lowband::nn

@@ -45,6 +45,10 @@ class Optimizer {
   // Clips the gradients, applies one update with the lr of `step`, and returns the gradient
   // norm before clipping.
   double step(const runtime::Stream& stream, int64_t step);
+  // The two halves of step(), for callers that look at the norm before updating (a NaN/Inf
+  // gradient skips the update): the global gradient norm, then clip + update.
+  double gradientNorm(const runtime::Stream& stream) const;
+  void apply(const runtime::Stream& stream, int64_t step, double norm);
   // State buffers (AdamW: m then v; SGD: momentum), flat like the parameters.
   runtime::Tensor state() const;
   const OptimizerSettings& settings() const { return settings_; }

@@ -1,5 +1,7 @@
 #include "runtime/kernels.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "runtime/error.h"
@@ -97,6 +99,27 @@ void gemm(const Stream& stream, Transpose ta, Transpose tb, float alpha, const T
                  c.shape().str());
   gemm(stream, ta, tb, m, n, k, alpha, a.data<float>(), a.shape()[1], b.data<float>(), b.shape()[1],
        beta, c.data<float>(), n);
+}
+
+double measureGemmPeak(const Stream& stream, int64_t n) {
+  Storage a(stream.device(), n * n * sizeof(float), stream.handle());
+  Storage b(stream.device(), n * n * sizeof(float), stream.handle());
+  Storage c(stream.device(), n * n * sizeof(float), stream.handle());
+  Tensor ta(a, DType::F32, {n, n}), tb(b, DType::F32, {n, n}), tc(c, DType::F32, {n, n});
+  fill(stream, ta, 0.5f);
+  fill(stream, tb, 0.25f);
+  gemm(stream, Transpose::No, Transpose::No, 1.0f, ta, tb, 0.0f, tc);  // warm up
+  stream.synchronize();
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto start = std::chrono::steady_clock::now();
+    gemm(stream, Transpose::No, Transpose::No, 1.0f, ta, tb, 0.0f, tc);
+    stream.synchronize();
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, 2.0 * n * n * n / s / 1e9);
+  }
+  return best;
 }
 
 }  // namespace lowband::runtime

@@ -33,4 +33,8 @@ void gemm(const Stream& stream, Transpose ta, Transpose tb, int64_t m, int64_t n
 void gemm(const Stream& stream, Transpose ta, Transpose tb, float alpha, const Tensor& a,
           const Tensor& b, float beta, const Tensor& c);
 
+// Measures single-precision GEMM throughput (GFLOP/s) on the stream's device with square
+// matrices of size n: the peak that MFU is reported against.
+double measureGemmPeak(const Stream& stream, int64_t n = 1024);
+
 }  // namespace lowband::runtime

@@ -1,0 +1,37 @@
+// `lowband train`: one process trains the configured model on its data (multi-rank
+// synchronisation comes with the schedules). Writes the resolved config and metrics.jsonl to
+// run.out_dir; refuses to write over an existing run unless told to.
+#pragma once
+
+#include <ostream>
+#include <string>
+
+#include "launcher/config.h"
+#include "runtime/error.h"
+
+namespace lowband::launcher {
+
+LB_DEFINE_ERROR(TrainingError, "training");
+
+struct TrainOptions {
+  bool overwrite = false;  // replace an existing run in run.out_dir
+  bool dry_run = false;    // build model and data, print the start-up table, train nothing
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  int64_t skipped_steps = 0;
+  double final_loss = 0;
+  double val_loss = -1;      // -1: no evaluation ran
+  double val_accuracy = -1;  // classifiers only
+  double tokens_per_s = 0;
+  double mfu = 0;  // of the measured GEMM peak
+  double gemm_peak_gflops = 0;
+  double wall_s = 0;
+};
+
+// Throws ConfigError (bad config or run directory), nn::DataError (bad data) or
+// runtime::Error (library failures).
+TrainResult train(const Config& config, const TrainOptions& options, std::ostream& out);
+
+}  // namespace lowband::launcher

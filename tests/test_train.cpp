@@ -1,0 +1,159 @@
+// `lowband train` end to end on small real data: the project's own text as byte tokens.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "launcher/cli.h"
+#include "launcher/config.h"
+#include "launcher/trainer.h"
+#include "nn/data.h"
+#include "tests/test_support.h"
+
+namespace lowband::launcher {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Byte shards (vocab 256) of real English and C++: this repository's README and sources.
+void writeByteShards(const test::TempDir& dir) {
+  std::string text;
+  for (const char* f :
+       {"README.md", "launcher/config.cpp", "tests/test_config.cpp", "runtime/nn_bodies.h"}) {
+    std::ifstream in(test::sourceDir() + "/" + f);
+    text.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  ASSERT_GT(text.size(), 50'000u);
+  std::vector<uint16_t> tokens(text.begin(), text.end());
+  for (uint16_t& t : tokens) t &= 0xff;
+  const std::size_t split = tokens.size() * 9 / 10;
+  nn::writeTokenShard((dir.path() / "train_000000.bin").string(),
+                      std::span<const uint16_t>(tokens.data(), split));
+  nn::writeTokenShard((dir.path() / "val_000000.bin").string(),
+                      std::span<const uint16_t>(tokens.data() + split, tokens.size() - split));
+}
+
+std::string tinyConfig(const test::TempDir& dir, int steps) {
+  const std::string d = dir.path().string();
+  return "run: {name: tiny, seed: 7, steps: " + std::to_string(steps) + ", out_dir: " + d +
+         "/run, log_every: 50, eval_every: 0, eval_batches: 4}\n"
+         "device: cpu\n"
+         "model: {kind: gpt, n_layer: 2, d_model: 64, n_head: 4, seq_len: 64, vocab: 256}\n"
+         "data: {train: " +
+         d + "/train_*.bin, val: " + d +
+         "/val_*.bin, batch_size: 8}\n"
+         "optimizer: {kind: adamw, lr: 3e-3, warmup: 20, schedule: cosine, grad_clip: 1.0}\n";
+}
+
+TEST(Train, TinyGptLearnsRealBytes) {
+  test::TempDir dir;
+  writeByteShards(dir);
+  Config c = parseConfig(tinyConfig(dir, 300), "tiny.yaml");
+  std::ostringstream log;
+  TrainResult r = train(c, {}, log);
+  EXPECT_EQ(r.steps, 300);
+  EXPECT_EQ(r.skipped_steps, 0);
+  // Uniform bytes give log(256) = 5.55 nats; 300 steps of a 2-layer model get well below.
+  EXPECT_LT(r.final_loss, 2.8) << log.str();
+  EXPECT_LT(r.val_loss, 3.0) << log.str();
+  EXPECT_GT(r.tokens_per_s, 0);
+  // metrics.jsonl: one line per log step and one per evaluation, stable keys.
+  std::ifstream metrics(dir.path() / "run" / "metrics.jsonl");
+  std::string line;
+  int train_lines = 0, eval_lines = 0;
+  while (std::getline(metrics, line)) {
+    if (line.find("\"val_loss\"") != std::string::npos) {
+      ++eval_lines;
+    } else {
+      for (const char* key : {"\"step\":", "\"loss\":", "\"lr\":", "\"grad_norm\":",
+                              "\"tokens_per_s\":", "\"mfu\":", "\"elapsed_s\":"})
+        EXPECT_NE(line.find(key), std::string::npos) << key << " in " << line;
+      ++train_lines;
+    }
+  }
+  EXPECT_EQ(train_lines, 6);
+  EXPECT_EQ(eval_lines, 1);
+  EXPECT_TRUE(fs::exists(dir.path() / "run" / "config.yaml"));
+  EXPECT_EQ(loadConfig((dir.path() / "run" / "config.yaml").string()).run.steps, 300);
+}
+
+TEST(Train, SameSeedSameLosses) {
+  test::TempDir dir;
+  writeByteShards(dir);
+  auto run = [&](const char* out) {
+    Config c = parseConfig(tinyConfig(dir, 20), "tiny.yaml",
+                           {{std::string("run.out_dir=") + (dir.path() / out).string()}});
+    std::ostringstream log;
+    return train(c, {}, log).final_loss;
+  };
+  EXPECT_EQ(run("a"), run("b"));
+}
+
+struct CliRun {
+  int status;
+  std::string out, err;
+};
+
+CliRun cli(const std::vector<std::string>& args) {
+  std::ostringstream out, err;
+  int status = runCli(args, out, err);
+  return {status, out.str(), err.str()};
+}
+
+TEST(Train, ExistingRunIsNotOverwrittenWithoutAsking) {
+  test::TempDir dir;
+  writeByteShards(dir);
+  const std::string config = dir.write("tiny.yaml", tinyConfig(dir, 2));
+  ASSERT_EQ(cli({"train", config}).status, kExitOk);
+  const fs::path metrics = dir.path() / "run" / "metrics.jsonl";
+  const auto size = fs::file_size(metrics);
+  std::ofstream(dir.path() / "run" / "notes.txt") << "mine";
+  CliRun again = cli({"train", config});
+  EXPECT_EQ(again.status, kExitBadInput);
+  EXPECT_NE(again.err.find("already holds a run"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("--overwrite"), std::string::npos) << again.err;
+  EXPECT_EQ(fs::file_size(metrics), size);  // untouched
+  EXPECT_EQ(cli({"train", config, "--overwrite", "--set", "run.steps=1"}).status, kExitOk);
+  EXPECT_TRUE(fs::exists(dir.path() / "run" / "notes.txt"));  // only our files are replaced
+}
+
+TEST(Train, BadDataIsOneClearError) {
+  test::TempDir dir;
+  writeByteShards(dir);
+  const std::string config = dir.write("tiny.yaml", tinyConfig(dir, 30));
+  // No files match the glob.
+  CliRun missing =
+      cli({"train", config, "--set", "data.train=" + dir.path().string() + "/nope_*.bin"});
+  EXPECT_EQ(missing.status, kExitBadInput);
+  EXPECT_NE(missing.err.find("nope_*.bin"), std::string::npos) << missing.err;
+  // Tokens beyond the vocabulary: the shard holds bytes up to 255.
+  CliRun vocab = cli({"train", config, "--set", "model.vocab=64"});
+  EXPECT_EQ(vocab.status, kExitBadInput);
+  EXPECT_NE(vocab.err.find("train_000000.bin"), std::string::npos) << vocab.err;
+  EXPECT_NE(vocab.err.find(">= vocab 64"), std::string::npos) << vocab.err;
+  // A corrupt shard: wrong magic.
+  {
+    std::fstream f(dir.path() / "val_000000.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.write("XXXX", 4);
+  }
+  CliRun corrupt = cli({"train", config});
+  EXPECT_EQ(corrupt.status, kExitBadInput);
+  EXPECT_NE(corrupt.err.find("val_000000.bin"), std::string::npos) << corrupt.err;
+  EXPECT_EQ(std::count(corrupt.err.begin(), corrupt.err.end(), '\n'), 1) << corrupt.err;
+  EXPECT_FALSE(fs::exists(dir.path() / "run" / "metrics.jsonl"));  // nothing was written
+}
+
+TEST(Train, DryRunTrainsNothing) {
+  test::TempDir dir;
+  writeByteShards(dir);
+  const std::string config = dir.write("tiny.yaml", tinyConfig(dir, 2));
+  CliRun r = cli({"train", config, "--dry-run"});
+  EXPECT_EQ(r.status, kExitOk) << r.err;
+  EXPECT_NE(r.out.find("model: gpt 2 layers"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir.path() / "run"));
+}
+
+}  // namespace
+}  // namespace lowband::launcher
