@@ -9,8 +9,16 @@ JSON object per line and shape:
   {"config", "lowband_tokens_per_s", "pytorch_tokens_per_s", "ratio", "mfu", "pytorch_mfu",
    "gemm_peak_gflops"}
 Usage: OMP_NUM_THREADS=2 /usr/bin/python3 bench/train_vs_pytorch.py [--steps N] [--only NAME]
+
+--quality CONFIG instead trains CONFIG (a gpt config on token shards, e.g.
+configs/quickstart.yaml) with `lowband train` and the same model, optimizer, schedule, token
+budget and validation batches in PyTorch, and prints
+  {"study": "quality", "config", "tokens", "lowband_val_loss", "pytorch_val_loss",
+   "relative_difference", "lowband_wall_s", "pytorch_wall_s"}
+PyTorch reads the same shards but draws its own random windows (same count per step).
 """
 import argparse
+import math
 import json
 import os
 import statistics
@@ -59,12 +67,108 @@ def pytorch_tokens_per_s(shape, steps):
     return B * T / statistics.median(times)
 
 
+def read_shards(pattern):
+    import glob
+    import numpy as np
+    parts = []
+    for path in sorted(glob.glob(pattern)):
+        header = np.fromfile(path, dtype="<i4", count=256)
+        assert header[0] == 20240520 and header[1] == 1, path
+        parts.append(np.fromfile(path, dtype="<u2", offset=1024, count=int(header[2])))
+    return np.concatenate(parts).astype(np.int64)
+
+
+def gpt2_init(model, n_layer):
+    import torch
+    with torch.no_grad():
+        for name, p in model.p.items():
+            if name.endswith(("ln1.w", "ln2.w", "lnf.w")):
+                p.fill_(1.0)
+            elif name.endswith(".b"):
+                p.zero_()
+            elif name.endswith(("attn_proj.w", "fc_proj.w")):
+                p.normal_(0, 0.02 / math.sqrt(2 * n_layer))
+            else:
+                p.normal_(0, 0.02)
+
+
+def quality(config_path, lowband):
+    import tempfile
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    import yaml_lite
+    from make_fixtures import Gpt
+
+    cfg = yaml_lite.resolved(lowband, config_path)
+    run, model_cfg, data, opt_cfg = cfg["run"], cfg["model"], cfg["data"], cfg["optimizer"]
+    out_dir = tempfile.mkdtemp(prefix="lowband-quality-")
+    start = time.perf_counter()
+    subprocess.run([lowband, "train", config_path, "--set", "run.out_dir=" + out_dir,
+                    "--set", "run.eval_every=0"], check=True, stdout=subprocess.DEVNULL)
+    lowband_wall = time.perf_counter() - start
+    evals = [json.loads(l) for l in open(os.path.join(out_dir, "metrics.jsonl")) if "val_loss" in l]
+    lowband_val = evals[-1]["val_loss"]
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())))
+    torch.manual_seed(int(run["seed"]))
+    L, C, H, T, V = (int(model_cfg[k]) for k in ("n_layer", "d_model", "n_head", "seq_len", "vocab"))
+    B, steps = int(data["batch_size"]), int(run["steps"])
+    model = Gpt(L, C, H, T, V)
+    gpt2_init(model, L)
+    decay = [p for n, p in model.p.items() if model.decayed(n)]
+    rest = [p for n, p in model.p.items() if not model.decayed(n)]
+    lr, warmup, floor = float(opt_cfg["lr"]), int(opt_cfg["warmup"]), float(opt_cfg["min_lr_ratio"])
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(opt_cfg["weight_decay"])},
+                             {"params": rest, "weight_decay": 0.0}],
+                            lr=lr, betas=tuple(float(b) for b in opt_cfg["betas"]), eps=float(opt_cfg["eps"]))
+
+    def lr_at(step):  # nn/optimizer.h
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+        return lr * floor + (lr - lr * floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    train = read_shards(data["train"])
+    val = read_shards(data["val"])
+    rng = np.random.default_rng(int(run["seed"]))
+    windows = (len(train) - 1) // (T + 1)
+    start = time.perf_counter()
+    for step in range(steps):
+        idx = rng.integers(0, windows, B) * (T + 1)
+        batch = torch.from_numpy(np.stack([train[i:i + T + 1] for i in idx]))
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(batch[:, :-1]).reshape(-1, V), batch[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(model.p.values()), float(opt_cfg["grad_clip"]))
+        opt.step()
+    pytorch_wall = time.perf_counter() - start
+    # Validation as lowband does it: the first eval_batches batches of consecutive windows.
+    losses = []
+    with torch.no_grad():
+        val_windows = (len(val) - 1) // (T + 1)
+        for b in range(min(int(run["eval_batches"]), val_windows // B)):
+            batch = torch.from_numpy(np.stack([val[(b * B + i) * (T + 1):(b * B + i + 1) * (T + 1)] for i in range(B)]))
+            losses.append(F.cross_entropy(model(batch[:, :-1]).reshape(-1, V), batch[:, 1:].reshape(-1)).item())
+    pytorch_val = sum(losses) / len(losses)
+    print(json.dumps({"study": "quality", "config": config_path, "tokens": steps * B * T,
+                      "lowband_val_loss": round(lowband_val, 4), "pytorch_val_loss": round(pytorch_val, 4),
+                      "relative_difference": round((pytorch_val - lowband_val) / lowband_val, 4),
+                      "lowband_wall_s": round(lowband_wall, 1), "pytorch_wall_s": round(pytorch_wall, 1)}),
+          flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quality", metavar="CONFIG")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--only", choices=sorted(SHAPES))
     ap.add_argument("--lowband", default=os.path.join(ROOT, "build", "lowband"))
     args = ap.parse_args()
+    if args.quality:
+        return quality(args.quality, args.lowband)
     for name, shape in SHAPES.items():
         if args.only and name != args.only:
             continue

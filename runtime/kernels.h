@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "runtime/gemm_args.h"
 #include "runtime/stream.h"
 #include "runtime/tensor.h"
 
@@ -28,6 +29,9 @@ enum class Transpose { No, Yes };
 void gemm(const Stream& stream, Transpose ta, Transpose tb, int64_t m, int64_t n, int64_t k,
           float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
           float* c, int64_t ldc);
+
+// Any GemmArgs, batched included, on the stream's device.
+void gemm(const Stream& stream, const GemmArgs& args);
 
 // Tensor form: A is [M,K] ([K,M] when transposed), B is [K,N] ([N,K]), C is [M,N]; all 2-D f32.
 void gemm(const Stream& stream, Transpose ta, Transpose tb, float alpha, const Tensor& a,

@@ -14,7 +14,6 @@
 
 namespace lowband::runtime::bodies {
 
-constexpr int kMaxHeadDim = 256;
 constexpr int64_t kReduceChunkRows = 64;  // rows per partial of a column reduction
 
 // ---- embeddings -------------------------------------------------------------------------
@@ -231,146 +230,63 @@ struct ReluBackward {
   LB_HOST_DEVICE void operator()(int64_t i) const { dinp[i] = inp[i] > 0 ? dout[i] : 0.0f; }
 };
 
-// ---- causal self-attention ----------------------------------------------------------------
+// ---- causal self-attention (the device path; the CPU has its own, runtime/cpu/attention.h) --
 // qkv [B, T, 3C] (C = H * hd), out [B, T, C], lse [B, H, T] (log-sum-exp of the scaled scores
-// of each query row). Item r = (b * H + h) * T + t: one query (forward, dq) or key (dk, dv) row.
-// Scores are recomputed in the backward from lse, so no [T, T] matrix is ever stored.
+// of each query row). The scores of one batch element, S [H, T, T] = scale Q K^T, come from a
+// strided-batched GEMM; these bodies work on its rows r = h * T + t.
 
-struct AttentionIndex {
-  int64_t b, h, t;
-  LB_HOST_DEVICE AttentionIndex(int64_t r, int64_t H, int64_t T)
-      : b(r / (H * T)), h((r / T) % H), t(r % T) {}
-};
-
-struct AttentionForward {
-  float* out;
-  float* lse;
-  const float* qkv;
-  int64_t T, H, hd;
-  float scale;  // 1 / sqrt(hd)
+// P = softmax of the causal row; with lse_out set it records the row's log-sum-exp, otherwise
+// it recomputes P = exp(S - lse) from lse_in (the backward).
+struct AttentionSoftmaxRows {
+  float* scores;  // [H, T, T], in place
+  float* lse_out;
+  const float* lse_in;
+  int64_t T;
   LB_HOST_DEVICE void operator()(int64_t r) const {
-    const AttentionIndex ix(r, H, T);
-    const int64_t C = H * hd, row = 3 * C;
-    const float* q = qkv + (ix.b * T + ix.t) * row + ix.h * hd;
-    const float* base = qkv + ix.b * T * row + ix.h * hd;
-    float acc[kMaxHeadDim];
-    for (int64_t d = 0; d < hd; ++d) acc[d] = 0;
-    // Online softmax over key blocks: scores of a block first, then one rescale per block.
-    constexpr int kBlock = 32;
-    float scores[kBlock];
-    float m = -INFINITY, l = 0;
-    for (int64_t s0 = 0; s0 <= ix.t; s0 += kBlock) {
-      const int64_t s1 = s0 + kBlock - 1 < ix.t ? s0 + kBlock - 1 : ix.t;
-      float bmax = -INFINITY;
-      for (int64_t s = s0; s <= s1; ++s) {
-        const float* k = base + s * row + C;
-        float dot = 0;
-        for (int64_t d = 0; d < hd; ++d) dot += q[d] * k[d];
-        dot *= scale;
-        scores[s - s0] = dot;
-        bmax = dot > bmax ? dot : bmax;
-      }
-      const float m_new = bmax > m ? bmax : m;
-      const float correction = expf(m - m_new);
-      l *= correction;
-      for (int64_t d = 0; d < hd; ++d) acc[d] *= correction;
-      for (int64_t s = s0; s <= s1; ++s) {
-        const float p = expf(scores[s - s0] - m_new);
-        l += p;
-        const float* v = base + s * row + 2 * C;
-        for (int64_t d = 0; d < hd; ++d) acc[d] += p * v[d];
-      }
-      m = m_new;
+    float* row = scores + r * T;
+    const int64_t valid = r % T + 1;  // keys 0..t
+    if (lse_out) {
+      float m = -INFINITY;
+      for (int64_t s = 0; s < valid; ++s) m = row[s] > m ? row[s] : m;
+      float sum = 0;
+      for (int64_t s = 0; s < valid; ++s) sum += (row[s] = expf(row[s] - m));
+      const float inv = 1.0f / sum;
+      for (int64_t s = 0; s < valid; ++s) row[s] *= inv;
+      lse_out[r] = m + logf(sum);
+    } else {
+      const float l = lse_in[r];
+      for (int64_t s = 0; s < valid; ++s) row[s] = expf(row[s] - l);
     }
-    float* o = out + (ix.b * T + ix.t) * C + ix.h * hd;
-    const float inv = 1.0f / l;
-    for (int64_t d = 0; d < hd; ++d) o[d] = acc[d] * inv;
-    lse[r] = m + logf(l);
+    for (int64_t s = valid; s < T; ++s) row[s] = 0;
   }
 };
 
-// delta[r] = dot(dout row, out row): the softmax backward's row term.
+// dS = P (dP - delta) * scale, in place of dP, per row r = h * T + t.
+struct AttentionScoreGrad {
+  float* dscores;  // dP in, dS out: [H, T, T]
+  const float* probs;
+  const float* delta;  // [H, T] of this batch element
+  int64_t T;
+  float scale;
+  LB_HOST_DEVICE void operator()(int64_t r) const {
+    float* ds = dscores + r * T;
+    const float* p = probs + r * T;
+    for (int64_t s = 0; s < T; ++s) ds[s] = p[s] * (ds[s] - delta[r]) * scale;
+  }
+};
+
+// delta[r] = dot(dout row, out row) for r = (b * H + h) * T + t: the softmax backward's row term.
 struct AttentionDelta {
   float* delta;
   const float* out;
   const float* dout;
   int64_t T, H, hd;
   LB_HOST_DEVICE void operator()(int64_t r) const {
-    const AttentionIndex ix(r, H, T);
-    const int64_t off = (ix.b * T + ix.t) * H * hd + ix.h * hd;
+    const int64_t b = r / (H * T), h = (r / T) % H, t = r % T;
+    const int64_t off = (b * T + t) * H * hd + h * hd;
     float s = 0;
     for (int64_t d = 0; d < hd; ++d) s += out[off + d] * dout[off + d];
     delta[r] = s;
-  }
-};
-
-// dq[t] = scale * sum_{s <= t} P[t,s] (dout[t].v[s] - delta[t]) k[s]
-struct AttentionBackwardQuery {
-  float* dqkv;
-  const float* qkv;
-  const float* dout;
-  const float* lse;
-  const float* delta;
-  int64_t T, H, hd;
-  float scale;
-  LB_HOST_DEVICE void operator()(int64_t r) const {
-    const AttentionIndex ix(r, H, T);
-    const int64_t C = H * hd, row = 3 * C;
-    const float* q = qkv + (ix.b * T + ix.t) * row + ix.h * hd;
-    const float* go = dout + (ix.b * T + ix.t) * C + ix.h * hd;
-    const float* base = qkv + ix.b * T * row + ix.h * hd;
-    float* dq = dqkv + (ix.b * T + ix.t) * row + ix.h * hd;
-    for (int64_t d = 0; d < hd; ++d) dq[d] = 0;
-    for (int64_t s = 0; s <= ix.t; ++s) {
-      const float* k = base + s * row + C;
-      const float* v = base + s * row + 2 * C;
-      float dot = 0, dp = 0;
-      for (int64_t d = 0; d < hd; ++d) {
-        dot += q[d] * k[d];
-        dp += go[d] * v[d];
-      }
-      const float p = expf(dot * scale - lse[r]);
-      const float ds = p * (dp - delta[r]) * scale;
-      for (int64_t d = 0; d < hd; ++d) dq[d] += ds * k[d];
-    }
-  }
-};
-
-// For key row s: dk[s] = scale * sum_{t >= s} P[t,s] (dout[t].v[s] - delta[t]) q[t],
-// dv[s] = sum_{t >= s} P[t,s] dout[t].
-struct AttentionBackwardKeyValue {
-  float* dqkv;
-  const float* qkv;
-  const float* dout;
-  const float* lse;
-  const float* delta;
-  int64_t T, H, hd;
-  float scale;
-  LB_HOST_DEVICE void operator()(int64_t r) const {
-    const AttentionIndex ix(r, H, T);
-    const int64_t C = H * hd, row = 3 * C, s = ix.t;
-    const float* base = qkv + ix.b * T * row + ix.h * hd;
-    const float* k = base + s * row + C;
-    const float* v = base + s * row + 2 * C;
-    float* dk = dqkv + (ix.b * T + s) * row + C + ix.h * hd;
-    float* dv = dk + C;
-    for (int64_t d = 0; d < hd; ++d) dk[d] = dv[d] = 0;
-    const int64_t lse_row = r - s;  // index of (b, h, t = 0)
-    for (int64_t t = s; t < T; ++t) {
-      const float* q = base + t * row;
-      const float* go = dout + (ix.b * T + t) * C + ix.h * hd;
-      float dot = 0, dp = 0;
-      for (int64_t d = 0; d < hd; ++d) {
-        dot += q[d] * k[d];
-        dp += go[d] * v[d];
-      }
-      const float p = expf(dot * scale - lse[lse_row + t]);
-      const float ds = p * (dp - delta[lse_row + t]) * scale;
-      for (int64_t d = 0; d < hd; ++d) {
-        dk[d] += ds * q[d];
-        dv[d] += p * go[d];
-      }
-    }
   }
 };
 
@@ -476,10 +392,9 @@ struct SumSquaresPartial {
   X(::lowband::runtime::bodies::GeluBackward)               \
   X(::lowband::runtime::bodies::ReluForward)                \
   X(::lowband::runtime::bodies::ReluBackward)               \
-  X(::lowband::runtime::bodies::AttentionForward)           \
+  X(::lowband::runtime::bodies::AttentionSoftmaxRows)       \
+  X(::lowband::runtime::bodies::AttentionScoreGrad)         \
   X(::lowband::runtime::bodies::AttentionDelta)             \
-  X(::lowband::runtime::bodies::AttentionBackwardQuery)     \
-  X(::lowband::runtime::bodies::AttentionBackwardKeyValue)  \
   X(::lowband::runtime::bodies::CrossEntropyForward)        \
   X(::lowband::runtime::bodies::CrossEntropyBackward)       \
   X(::lowband::runtime::bodies::AdamW)                      \

@@ -103,28 +103,65 @@ void reluBackward(const Stream& s, float* dinp, const float* inp, const float* d
 
 void attentionForward(const Stream& s, float* out, float* lse, const float* qkv, int64_t B,
                       int64_t T, int64_t H, int64_t hd) {
-  LB_REQUIRE(hd <= bodies::kMaxHeadDim, ShapeError,
-             "head dimension " + std::to_string(hd) + " > " + std::to_string(bodies::kMaxHeadDim));
   if (!s.device().isCuda()) return cpu::attentionForward(out, lse, qkv, B, T, H, hd);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  launch(s, B * H * T, bodies::AttentionForward{out, lse, qkv, T, H, hd, scale}, T * hd);
+  attentionForwardBatched(s, out, lse, qkv, B, T, H, hd);
 }
 
 void attentionBackward(const Stream& s, float* dqkv, const float* dout, const float* qkv,
                        const float* out, const float* lse, int64_t B, int64_t T, int64_t H,
                        int64_t hd) {
   if (!s.device().isCuda()) return cpu::attentionBackward(dqkv, dout, qkv, out, lse, B, T, H, hd);
+  attentionBackwardBatched(s, dqkv, dout, qkv, out, lse, B, T, H, hd);
+}
+
+// Per batch element b, head h: Q_h, K_h, V_h are [T, hd] with row stride 3C inside qkv, heads
+// hd apart; S holds [H, T, T].
+void attentionForwardBatched(const Stream& s, float* out, float* lse, const float* qkv, int64_t B,
+                             int64_t T, int64_t H, int64_t hd) {
+  const int64_t C = H * hd, ld = 3 * C;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const int64_t rows = B * H * T;
-  Scratch delta(s, rows * sizeof(float));
-  launch(s, rows, bodies::AttentionDelta{delta.as<float>(), out, dout, T, H, hd}, hd);
-  launch(s, rows,
-         bodies::AttentionBackwardQuery{dqkv, qkv, dout, lse, delta.as<float>(), T, H, hd, scale},
-         T * hd);
-  launch(
-      s, rows,
-      bodies::AttentionBackwardKeyValue{dqkv, qkv, dout, lse, delta.as<float>(), T, H, hd, scale},
-      T * hd);
+  Scratch scores(s, H * T * T * sizeof(float));
+  float* S = scores.as<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    const float* q = qkv + b * T * ld;
+    // S_h = scale Q_h K_h^T
+    gemm(s, GemmArgs{false, true, T, T, hd, scale, q, ld, hd, q + C, ld, hd, 0.0f, S, T, T * T, H});
+    launch(s, H * T, bodies::AttentionSoftmaxRows{S, lse + b * H * T, nullptr, T}, T);
+    // O_h = P_h V_h
+    gemm(s, GemmArgs{false, false, T, hd, T, 1.0f, S, T, T * T, q + 2 * C, ld, hd, 0.0f,
+                     out + b * T * C, C, hd, H});
+  }
+}
+
+void attentionBackwardBatched(const Stream& s, float* dqkv, const float* dout, const float* qkv,
+                              const float* out, const float* lse, int64_t B, int64_t T, int64_t H,
+                              int64_t hd) {
+  const int64_t C = H * hd, ld = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  Scratch delta(s, B * H * T * sizeof(float));
+  Scratch buffers(s, 2 * H * T * T * sizeof(float));
+  float* P = buffers.as<float>();
+  float* dS = P + H * T * T;
+  launch(s, B * H * T, bodies::AttentionDelta{delta.as<float>(), out, dout, T, H, hd}, hd);
+  for (int64_t b = 0; b < B; ++b) {
+    const float* q = qkv + b * T * ld;
+    const float* go = dout + b * T * C;
+    float* dq = dqkv + b * T * ld;
+    gemm(s, GemmArgs{false, true, T, T, hd, scale, q, ld, hd, q + C, ld, hd, 0.0f, P, T, T * T, H});
+    launch(s, H * T, bodies::AttentionSoftmaxRows{P, nullptr, lse + b * H * T, T}, T);
+    // dV_h = P_h^T dO_h
+    gemm(s, GemmArgs{true, false, T, hd, T, 1.0f, P, T, T * T, go, C, hd, 0.0f, dq + 2 * C, ld, hd,
+                     H});
+    // dP_h = dO_h V_h^T, then dS = P (dP - delta) scale
+    gemm(s, GemmArgs{false, true, T, T, hd, 1.0f, go, C, hd, q + 2 * C, ld, hd, 0.0f, dS, T, T * T,
+                     H});
+    launch(s, H * T, bodies::AttentionScoreGrad{dS, P, delta.as<float>() + b * H * T, T, scale}, T);
+    // dQ_h = dS_h K_h, dK_h = dS_h^T Q_h
+    gemm(s,
+         GemmArgs{false, false, T, hd, T, 1.0f, dS, T, T * T, q + C, ld, hd, 0.0f, dq, ld, hd, H});
+    gemm(s,
+         GemmArgs{true, false, T, hd, T, 1.0f, dS, T, T * T, q, ld, hd, 0.0f, dq + C, ld, hd, H});
+  }
 }
 
 void crossEntropyForward(const Stream& s, float* losses, float* lse, const float* logits,

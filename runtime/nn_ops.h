@@ -48,6 +48,14 @@ void attentionBackward(const Stream& s, float* dqkv, const float* dout, const fl
                        const float* out, const float* lse, int64_t B, int64_t T, int64_t H,
                        int64_t hd);
 
+// The device path of the two above (strided-batched GEMMs + row bodies, an [H, T, T] score
+// buffer per batch element), callable on the CPU too so tests can check it there.
+void attentionForwardBatched(const Stream& s, float* out, float* lse, const float* qkv, int64_t B,
+                             int64_t T, int64_t H, int64_t hd);
+void attentionBackwardBatched(const Stream& s, float* dqkv, const float* dout, const float* qkv,
+                              const float* out, const float* lse, int64_t B, int64_t T, int64_t H,
+                              int64_t hd);
+
 // losses[N] and lse[N] of softmax cross-entropy over the first V of Vp columns.
 void crossEntropyForward(const Stream& s, float* losses, float* lse, const float* logits,
                          const int32_t* targets, int64_t N, int64_t V, int64_t Vp);

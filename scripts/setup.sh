@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what lowband needs from Debian packages (only what is missing), then configures and
-# builds it in ./build. Idempotent: a second run installs nothing and rebuilds only changes.
+# Installs what lowband needs from Debian packages (only what is missing: the toolchain and
+# libraries, python3 for the data scripts, Fashion-MNIST), then configures and builds it in
+# ./build. Idempotent: a second run installs nothing and rebuilds only changes.
 # Works as root or through sudo. The CUDA backend is built when /usr/local/cuda has nvcc
 # (override with LOWBAND_MESON_ARGS="-Dcuda=disabled" or -Dtoolkit_dir=...).
 set -euo pipefail
@@ -11,6 +12,7 @@ packages=(
   mpich libmpich-dev
   libyaml-cpp-dev libcli11-dev libopenblas-openmp-dev zlib1g-dev
   libgtest-dev
+  python3 dataset-fashion-mnist
 )
 
 missing=()

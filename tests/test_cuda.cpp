@@ -3,6 +3,8 @@
 
 #include <vector>
 
+#include "nn/gpt.h"
+#include "nn/optimizer.h"
 #include "runtime/cuda/backend.h"
 #include "runtime/cuda/check.h"
 #include "runtime/kernels.h"
@@ -111,6 +113,65 @@ TEST_F(CudaDevice, EventsOrderStreams) {
   b.synchronize();
   EXPECT_TRUE(end.isCompleted());
   EXPECT_GE(start.elapsedMsTo(end), 0.0f);
+}
+
+TEST_F(CudaDevice, GptStepMatchesTheCpu) {
+  // Same init on both devices, one forward/backward/AdamW step: losses, gradients and updated
+  // parameters agree to float tolerance (the GPU takes the batched-GEMM attention path).
+  nn::GptShape shape{2, 64, 4, 32, 100};
+  std::vector<int32_t> tokens(2 * 32), targets(2 * 32);
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    tokens[i] = static_cast<int32_t>((i * 7) % 100);
+    targets[i] = static_cast<int32_t>((i * 13 + 5) % 100);
+  }
+  nn::Batch batch{tokens.data(), nullptr, targets.data(), 2, 32};
+  auto run = [&](Device device, std::vector<float>& grads, std::vector<float>& params) {
+    Stream s(device);
+    nn::Gpt gpt(shape, device);
+    gpt.params().initialize(5, s);
+    nn::Optimizer opt(gpt.params(), {});
+    const float loss = gpt.forward(s, batch);
+    gpt.backward(s);
+    const int64_t n = gpt.params().size();
+    grads.resize(n);
+    params.resize(n);
+    copyBytes(s, grads.data(), Device::cpu(), gpt.params().grads().raw(), device, n * 4);
+    opt.step(s, 0);
+    copyBytes(s, params.data(), Device::cpu(), gpt.params().params().raw(), device, n * 4);
+    s.synchronize();
+    return loss;
+  };
+  std::vector<float> cpu_grads, cpu_params, gpu_grads, gpu_params;
+  const float cpu_loss = run(Device::cpu(), cpu_grads, cpu_params);
+  const float gpu_loss = run(Device::cuda(0), gpu_grads, gpu_params);
+  EXPECT_NEAR(gpu_loss, cpu_loss, 1e-4);
+  for (std::size_t i = 0; i < cpu_grads.size(); ++i) {
+    ASSERT_NEAR(gpu_grads[i], cpu_grads[i], 1e-4 + 1e-3 * std::fabs(cpu_grads[i])) << i;
+    ASSERT_NEAR(gpu_params[i], cpu_params[i], 1e-5 + 1e-4 * std::fabs(cpu_params[i])) << i;
+  }
+}
+
+TEST_F(CudaDevice, BatchedGemmMatchesOpenBlas) {
+  Device gpu = Device::cuda(0);
+  Stream s(gpu);
+  const int64_t m = 17, n = 9, k = 33, batch = 5;
+  std::vector<float> a(batch * m * k), b(batch * k * n), c(batch * m * n), back(c.size());
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = std::sin(0.3f * i);
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = std::cos(0.2f * i);
+  Storage da(gpu, a.size() * 4), db(gpu, b.size() * 4), dc(gpu, c.size() * 4);
+  copyBytes(s, da.data(), gpu, a.data(), Device::cpu(), a.size() * 4);
+  copyBytes(s, db.data(), gpu, b.data(), Device::cpu(), b.size() * 4);
+  const GemmArgs cpu_args{false,    false, m,     n,    k,        1.0f, a.data(), k,    m * k,
+                          b.data(), n,     k * n, 0.0f, c.data(), n,    m * n,    batch};
+  GemmArgs gpu_args = cpu_args;
+  gpu_args.a = static_cast<float*>(da.data());
+  gpu_args.b = static_cast<float*>(db.data());
+  gpu_args.c = static_cast<float*>(dc.data());
+  gemm(s, gpu_args);
+  copyBytes(s, back.data(), Device::cpu(), dc.data(), gpu, back.size() * 4);
+  s.synchronize();
+  gemm(Stream(), cpu_args);
+  for (std::size_t i = 0; i < c.size(); ++i) ASSERT_NEAR(back[i], c[i], 1e-3) << i;
 }
 
 }  // namespace

@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "nn/gpt.h"
-#include "runtime/nn_bodies.h"
 #include "runtime/nn_ops.h"
 
 namespace lowband::nn {
@@ -155,27 +154,15 @@ TEST(Grad, CausalAttention) {
                             toDouble(qkv));
     expectClose(dqkv, want, 1e-4, "dqkv");
 
-    // The functor bodies the CUDA launcher runs give the same results as the CPU's BLAS path.
-    namespace bodies = runtime::bodies;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    std::vector<float> out2(out.size()), lse2(lse.size()), delta(lse.size()), dqkv2(dqkv.size());
-    const int64_t rows = B * H * T;
-    runtime::cpu::launch(
-        rows, bodies::AttentionForward{out2.data(), lse2.data(), qkv.data(), T, H, hd, scale}, 1);
-    runtime::cpu::launch(rows,
-                         bodies::AttentionDelta{delta.data(), out2.data(), r.data(), T, H, hd}, 1);
-    runtime::cpu::launch(rows,
-                         bodies::AttentionBackwardQuery{dqkv2.data(), qkv.data(), r.data(),
-                                                        lse2.data(), delta.data(), T, H, hd, scale},
-                         1);
-    runtime::cpu::launch(
-        rows,
-        bodies::AttentionBackwardKeyValue{dqkv2.data(), qkv.data(), r.data(), lse2.data(),
-                                          delta.data(), T, H, hd, scale},
-        1);
-    expectClose(out2, toDouble(out), 1e-5, "functor forward");
-    expectClose(lse2, toDouble(lse), 1e-5, "functor lse");
-    expectClose(dqkv2, toDouble(dqkv), 1e-5, "functor dqkv");
+    // The device path (strided-batched GEMMs + row bodies), run here on the CPU, gives the
+    // same results as the CPU's blocked BLAS path.
+    std::vector<float> out2(out.size()), lse2(lse.size()), dqkv2(dqkv.size());
+    runtime::attentionForwardBatched(s, out2.data(), lse2.data(), qkv.data(), B, T, H, hd);
+    runtime::attentionBackwardBatched(s, dqkv2.data(), r.data(), qkv.data(), out2.data(),
+                                      lse2.data(), B, T, H, hd);
+    expectClose(out2, toDouble(out), 1e-5, "batched forward");
+    expectClose(lse2, toDouble(lse), 1e-5, "batched lse");
+    expectClose(dqkv2, toDouble(dqkv), 1e-5, "batched dqkv");
   }
 }
 

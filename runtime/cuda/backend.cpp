@@ -1,8 +1,11 @@
 // CUDA runtime, cuBLAS and cuDNN calls behind the plain declarations of backend.h.
 #include "runtime/cuda/backend.h"
 
+#include <cublasLt.h>
+
 #include <map>
 #include <mutex>
+#include <tuple>
 #include <utility>
 
 #include "runtime/cuda/check.h"
@@ -133,31 +136,96 @@ void memcpyAsync(void* dst, const void* src, std::size_t bytes, CopyKind kind, v
 
 namespace {
 
-// One cuBLAS handle per device, created on first use; the stream is set per call.
-cublasHandle_t cublasHandle(int device) {
-  static std::mutex mutex;
-  static std::map<int, cublasHandle_t> handles;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = handles.find(device);
-  if (it != handles.end()) return it->second;
+// Per-device cuBLAS/cuBLASLt handles, the Lt workspace and the Lt plans (descriptors, layouts
+// and the heuristic's algorithm) cached per GEMM shape: a training step repeats the same few
+// dozen shapes, so the heuristic runs once per shape.
+struct LtPlan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+using LtKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+
+struct DeviceBlas {
+  cublasHandle_t blas = nullptr;
+  cublasLtHandle_t lt = nullptr;
+  void* workspace = nullptr;
+  std::size_t workspace_bytes = 32 << 20;
+  std::map<LtKey, LtPlan> plans;
+};
+
+std::mutex blas_mutex;
+
+DeviceBlas& deviceBlas(int device) {
+  static std::map<int, DeviceBlas> devices;  // lives until exit, like the CUDA context
+  auto it = devices.find(device);
+  if (it != devices.end()) return it->second;
   setDevice(device);
-  cublasHandle_t h = nullptr;
-  LB_CUBLAS_CHECK(cublasCreate(&h));
-  handles.emplace(device, h);
-  return h;
+  DeviceBlas d;
+  LB_CUBLAS_CHECK(cublasCreate(&d.blas));
+  LB_CUBLAS_CHECK(cublasLtCreate(&d.lt));
+  LB_CUDA_CHECK(cudaMalloc(&d.workspace, d.workspace_bytes));
+  return devices.emplace(device, d).first->second;
+}
+
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLAS sees our B as its
+// first operand and our A as its second, with m and n swapped.
+const LtPlan& ltPlan(DeviceBlas& d, const GemmArgs& g) {
+  const LtKey key{g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc};
+  auto it = d.plans.find(key);
+  if (it != d.plans.end()) return it->second;
+  LtPlan p;
+  LB_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t op_first = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_second = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  LB_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first,
+                                                 sizeof op_first));
+  LB_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second,
+                                                 sizeof op_second));
+  // Column-major shapes as stored: our B is [n, k] (or [k, n] when trans_b), our A [k, m]
+  // (or [m, k] when trans_a), C [n, m].
+  LB_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_32F, g.trans_b ? g.k : g.n,
+                                             g.trans_b ? g.n : g.k, g.ldb));
+  LB_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_32F, g.trans_a ? g.m : g.k,
+                                             g.trans_a ? g.k : g.m, g.lda));
+  LB_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, g.n, g.m, g.ldc));
+  cublasLtMatmulPreference_t pref = nullptr;
+  LB_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  LB_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                           &d.workspace_bytes, sizeof d.workspace_bytes));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(d.lt, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  LB_CUBLAS_CHECK(status);
+  if (found == 0)
+    throw CublasError("cuBLASLt has no algorithm for a " + std::to_string(g.m) + "x" +
+                          std::to_string(g.n) + "x" + std::to_string(g.k) + " f32 GEMM",
+                      __FILE__, __LINE__);
+  p.algo = result.algo;
+  return d.plans.emplace(key, p).first->second;
 }
 
 }  // namespace
 
-void gemm(int device, void* stream, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-          float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-          float* c, int64_t ldc) {
-  cublasHandle_t h = cublasHandle(device);
-  LB_CUBLAS_CHECK(cublasSetStream(h, static_cast<cudaStream_t>(stream)));
-  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
-  LB_CUBLAS_CHECK(cublasSgemm_64(h, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                 trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha, b, ldb, a,
-                                 lda, &beta, c, ldc));
+void gemm(int device, void* stream, const GemmArgs& g) {
+  std::lock_guard<std::mutex> lock(blas_mutex);
+  DeviceBlas& d = deviceBlas(device);
+  auto s = static_cast<cudaStream_t>(stream);
+  if (g.batch == 1) {
+    const LtPlan& p = ltPlan(d, g);
+    LB_CUBLAS_CHECK(cublasLtMatmul(d.lt, p.desc, &g.alpha, g.b, p.a, g.a, p.b, &g.beta, g.c, p.c,
+                                   g.c, p.c, &p.algo, d.workspace, d.workspace_bytes, s));
+    return;
+  }
+  LB_CUBLAS_CHECK(cublasSetStream(d.blas, s));
+  LB_CUBLAS_CHECK(cublasSgemmStridedBatched_64(
+      d.blas, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, g.n,
+      g.m, g.k, &g.alpha, g.b, g.ldb, g.stride_b, g.a, g.lda, g.stride_a, &g.beta, g.c, g.ldc,
+      g.stride_c, g.batch));
 }
 
 namespace {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "runtime/device.h"
+#include "runtime/gemm_args.h"
 
 namespace lowband::runtime::cuda {
 
@@ -36,10 +37,9 @@ std::size_t deviceMemoryTotal(int device);
 enum class CopyKind { HostToDevice, DeviceToHost, DeviceToDevice };
 void memcpyAsync(void* dst, const void* src, std::size_t bytes, CopyKind kind, void* stream);
 
-// Row-major C[M,N] = alpha * op(A) op(B) + beta * C through cuBLAS, on `stream`.
-void gemm(int device, void* stream, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-          float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
-          float* c, int64_t ldc);
+// Row-major (batched) GEMM on `stream`: cuBLASLt with a cached plan per shape for one matrix,
+// cuBLAS strided-batched for several.
+void gemm(int device, void* stream, const GemmArgs& g);
 
 // Runs body(i) for i in [0, n) in a grid-stride kernel; explicitly instantiated in kernels.cu
 // for every body in LB_KERNEL_BODIES.
