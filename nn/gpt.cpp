@@ -123,12 +123,7 @@ float Gpt::forward(const Stream& s, const Batch& batch) {
   linearForward(s, a[logits_], a[lnf_], p("wte"), nullptr, N, C, Vp);
   if (!has_targets_) return 0.0f;
   crossEntropyForward(s, a[losses_], a[ce_lse_], a[logits_], targets, N, V, Vp);
-  std::vector<float> losses(N);
-  copyBytes(s, losses.data(), Device::cpu(), a[losses_], dev, N * sizeof(float));
-  s.synchronize();
-  double total = 0;
-  for (float v : losses) total += v;
-  return static_cast<float>(total / static_cast<double>(N));
+  return static_cast<float>(meanOnHost(s, a[losses_], N));
 }
 
 void Gpt::backward(const Stream& s) {

@@ -87,12 +87,7 @@ float Mlp::forward(const Stream& s, const Batch& batch) {
   if (!has_targets_) return 0.0f;
   const int64_t K = shape_.classes;
   crossEntropyForward(s, a[losses_], a[lse_], a[pre_.back()], targets, N, K, K);
-  std::vector<float> losses(N);
-  copyBytes(s, losses.data(), Device::cpu(), a[losses_], dev, N * sizeof(float));
-  s.synchronize();
-  double total = 0;
-  for (float v : losses) total += v;
-  return static_cast<float>(total / static_cast<double>(N));
+  return static_cast<float>(meanOnHost(s, a[losses_], N));
 }
 
 void Mlp::backward(const Stream& s) {

@@ -190,6 +190,15 @@ void sgdStep(const Stream& s, float* p, const float* g, float* buf, int64_t n, c
          2);
 }
 
+double meanOnHost(const Stream& s, const float* x, int64_t n) {
+  std::vector<float> host(n);
+  copyBytes(s, host.data(), Device::cpu(), x, s.device(), n * sizeof(float));
+  s.synchronize();
+  double total = 0;
+  for (float v : host) total += v;
+  return total / static_cast<double>(n);
+}
+
 double sumSquares(const Stream& s, const float* x, int64_t n) {
   const int64_t K = chunks(n, bodies::kNormChunk);
   if (K == 0) return 0;

@@ -76,6 +76,9 @@ struct SgdParams {
 };
 void sgdStep(const Stream& s, float* p, const float* g, float* buf, int64_t n, const SgdParams& a);
 
+// Mean of x[0, n) in double on the host (copies the values back); waits for the stream.
+double meanOnHost(const Stream& s, const float* x, int64_t n);
+
 // Sum of squares of x[0, n), accumulated in double; waits for the stream.
 double sumSquares(const Stream& s, const float* x, int64_t n);
 
