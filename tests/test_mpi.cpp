@@ -1,6 +1,5 @@
-// Runs under `mpiexec -n N` (registered for N = 2 and 4). A custom main initialises MPI with
-// MPI_THREAD_MULTIPLE through comm::MpiRuntime, like lowband itself, and skips cleanly when MPI
-// cannot start.
+// Runs under `mpiexec -n N` (registered for N = 2 and 4) with the MPI gtest main of
+// tests/mpi_test_main.cpp.
 #include <gtest/gtest.h>
 
 #include <numeric>
@@ -8,16 +7,15 @@
 #include <vector>
 
 #include "comm/mpi_runtime.h"
+#include "tests/mpi_test_main.h"
 
 namespace lowband::comm {
 namespace {
 
-bool g_mpi_ok = false;
-
 class Mpi : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!g_mpi_ok) GTEST_SKIP() << "MPI could not be initialised";
+    if (!test::mpiAvailable()) GTEST_SKIP() << "MPI could not be initialised";
   }
 };
 
@@ -73,26 +71,3 @@ TEST_F(Mpi, FailedCallsThrowWithTheMpiMessage) {
 
 }  // namespace
 }  // namespace lowband::comm
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  try {
-    lowband::comm::MpiRuntime::instance();
-    lowband::comm::g_mpi_ok = true;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "MPI unavailable, skipping: %s\n", e.what());
-  }
-  // Only rank 0 reports, so the log reads like one test run.
-  if (lowband::comm::g_mpi_ok && lowband::comm::MpiRuntime::instance().rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  int status = RUN_ALL_TESTS();
-  if (lowband::comm::g_mpi_ok) {
-    // A failure on any rank fails the job.
-    int worst = 0;
-    MPI_Allreduce(&status, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    status = worst;
-  }
-  return status;
-}

@@ -1,0 +1,89 @@
+// Collectives with async forms that return a Work handle (PyTorch c10d style).
+//
+// Contract: every rank of a communicator issues the same collectives in the same order with
+// matching sizes (as with MPI and NCCL). An op's buffers must stay alive and untouched until
+// its Work has completed. Counts are in elements of f32.
+//   allReduce:     data[i] = op over ranks of data[i]            (n elements, in place)
+//   reduceScatter: out[i] = op over ranks r of in_r[rank * n + i] (in: size * n, out: n)
+//   allGather:     out[r * n + i] = in_r[i]                      (in: n, out: size * n)
+//   broadcast:     data = data of `root`
+//   barrier:       completes once every rank has entered it
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string>
+
+#include "runtime/error.h"
+
+namespace lowband::comm {
+
+LB_DEFINE_ERROR(CommError, "comm");
+
+enum class ReduceOp { Sum, Avg };
+
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual bool isCompleted() const = 0;
+  // Blocks until done; rethrows the op's error.
+  virtual void wait() = 0;
+  // Blocks at most `timeout`; true when the op completed (errors are rethrown).
+  virtual bool wait(std::chrono::milliseconds timeout) = 0;
+  // The op's error, or null.
+  virtual std::exception_ptr error() const = 0;
+};
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string name() const = 0;  // for messages: "mpi(world)", "local"
+
+  virtual std::shared_ptr<Work> allReduceAsync(float* data, int64_t n, ReduceOp op) = 0;
+  virtual std::shared_ptr<Work> reduceScatterAsync(const float* in, float* out, int64_t n,
+                                                   ReduceOp op) = 0;
+  virtual std::shared_ptr<Work> allGatherAsync(const float* in, float* out, int64_t n) = 0;
+  virtual std::shared_ptr<Work> broadcastAsync(float* data, int64_t n, int root) = 0;
+  virtual std::shared_ptr<Work> barrierAsync() = 0;
+
+  void allReduce(float* data, int64_t n, ReduceOp op = ReduceOp::Sum) {
+    allReduceAsync(data, n, op)->wait();
+  }
+  void reduceScatter(const float* in, float* out, int64_t n, ReduceOp op = ReduceOp::Sum) {
+    reduceScatterAsync(in, out, n, op)->wait();
+  }
+  void allGather(const float* in, float* out, int64_t n) { allGatherAsync(in, out, n)->wait(); }
+  void broadcast(float* data, int64_t n, int root) { broadcastAsync(data, n, root)->wait(); }
+  void barrier() { barrierAsync()->wait(); }
+};
+
+// A Work that is already finished (size-1 communicators, empty ops).
+class CompletedWork : public Work {
+ public:
+  bool isCompleted() const override { return true; }
+  void wait() override {}
+  bool wait(std::chrono::milliseconds) override { return true; }
+  std::exception_ptr error() const override { return nullptr; }
+};
+
+// The communicator of a single process: every collective is complete at once (all-gather and
+// reduce-scatter copy, the others leave the data as it is), so one-process runs take the same
+// code path as many.
+class LocalCommunicator : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::string name() const override { return "local"; }
+  std::shared_ptr<Work> allReduceAsync(float*, int64_t, ReduceOp) override;
+  std::shared_ptr<Work> reduceScatterAsync(const float* in, float* out, int64_t n,
+                                           ReduceOp) override;
+  std::shared_ptr<Work> allGatherAsync(const float* in, float* out, int64_t n) override;
+  std::shared_ptr<Work> broadcastAsync(float*, int64_t, int root) override;
+  std::shared_ptr<Work> barrierAsync() override;
+};
+
+}  // namespace lowband::comm

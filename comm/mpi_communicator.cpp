@@ -1,0 +1,270 @@
+#include "comm/mpi_communicator.h"
+
+#include <cstdio>
+#include <string>
+
+#include "comm/mpi_runtime.h"
+
+namespace lowband::comm {
+
+using Clock = std::chrono::steady_clock;
+
+enum class OpKind { AllReduce, ReduceScatter, AllGather, Broadcast, Barrier };
+
+const char* opName(OpKind k) {
+  switch (k) {
+    case OpKind::AllReduce:
+      return "all-reduce";
+    case OpKind::ReduceScatter:
+      return "reduce-scatter";
+    case OpKind::AllGather:
+      return "all-gather";
+    case OpKind::Broadcast:
+      return "broadcast";
+    case OpKind::Barrier:
+      return "barrier";
+  }
+  return "?";
+}
+
+class MpiCommunicator::OpWork : public Work {
+ public:
+  bool isCompleted() const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return done_;
+  }
+  void wait() override {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_cv_.wait(lock, [&] { return done_; });
+    if (error_) std::rethrow_exception(error_);
+  }
+  bool wait(std::chrono::milliseconds timeout) override {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!done_cv_.wait_for(lock, timeout, [&] { return done_; })) return false;
+    if (error_) std::rethrow_exception(error_);
+    return true;
+  }
+  std::exception_ptr error() const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return error_;
+  }
+  void complete(std::exception_ptr error) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+      error_ = error;
+    }
+    done_cv_.notify_all();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  std::exception_ptr error_;
+};
+
+struct MpiCommunicator::Op {
+  OpKind kind;
+  const float* in = nullptr;
+  float* out = nullptr;
+  int64_t n = 0;
+  int root = 0;
+  ReduceOp reduce = ReduceOp::Sum;
+  MPI_Request request = MPI_REQUEST_NULL;
+  Clock::time_point started;
+  std::shared_ptr<OpWork> work = std::make_shared<OpWork>();
+};
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, std::chrono::milliseconds timeout)
+    : name_(std::move(name)), timeout_(timeout) {
+  LB_MPI_CHECK(MPI_Comm_dup(comm, &comm_));
+  LB_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+  LB_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  LB_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+  // World ranks of the members, for watchdog messages.
+  MPI_Group group, world;
+  LB_MPI_CHECK(MPI_Comm_group(comm_, &group));
+  LB_MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world));
+  std::vector<int> local(size_);
+  for (int i = 0; i < size_; ++i) local[i] = i;
+  world_ranks_.resize(size_);
+  LB_MPI_CHECK(MPI_Group_translate_ranks(group, size_, local.data(), world, world_ranks_.data()));
+  MPI_Group_free(&group);
+  MPI_Group_free(&world);
+  progress_ = std::thread([this] { progressLoop(); });
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  progress_.join();
+  MPI_Comm_free(&comm_);
+}
+
+std::shared_ptr<Work> MpiCommunicator::enqueue(std::shared_ptr<Op> op) {
+  if (op->n < 0) LB_THROW(CommError, std::string(opName(op->kind)) + " of a negative count");
+  std::shared_ptr<Work> work = op->work;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) LB_THROW(CommError, name() + " is shutting down");
+    queue_.push_back(std::move(op));
+  }
+  wake_.notify_all();
+  return work;
+}
+
+std::shared_ptr<Work> MpiCommunicator::allReduceAsync(float* data, int64_t n, ReduceOp op) {
+  auto o = std::make_shared<Op>();
+  o->kind = OpKind::AllReduce;
+  o->out = data;
+  o->n = n;
+  o->reduce = op;
+  return enqueue(o);
+}
+
+std::shared_ptr<Work> MpiCommunicator::reduceScatterAsync(const float* in, float* out, int64_t n,
+                                                          ReduceOp op) {
+  auto o = std::make_shared<Op>();
+  o->kind = OpKind::ReduceScatter;
+  o->in = in;
+  o->out = out;
+  o->n = n;
+  o->reduce = op;
+  return enqueue(o);
+}
+
+std::shared_ptr<Work> MpiCommunicator::allGatherAsync(const float* in, float* out, int64_t n) {
+  auto o = std::make_shared<Op>();
+  o->kind = OpKind::AllGather;
+  o->in = in;
+  o->out = out;
+  o->n = n;
+  return enqueue(o);
+}
+
+std::shared_ptr<Work> MpiCommunicator::broadcastAsync(float* data, int64_t n, int root) {
+  if (root < 0 || root >= size_)
+    LB_THROW(CommError, "broadcast root " + std::to_string(root) + " outside " + name() + " of " +
+                            std::to_string(size_) + " ranks");
+  auto o = std::make_shared<Op>();
+  o->kind = OpKind::Broadcast;
+  o->out = data;
+  o->n = n;
+  o->root = root;
+  return enqueue(o);
+}
+
+std::shared_ptr<Work> MpiCommunicator::barrierAsync() {
+  auto o = std::make_shared<Op>();
+  o->kind = OpKind::Barrier;
+  return enqueue(o);
+}
+
+void MpiCommunicator::start(Op& op) {
+  op.started = Clock::now();
+  const MPI_Count n = op.n;
+  switch (op.kind) {
+    case OpKind::AllReduce:
+      LB_MPI_CHECK(
+          MPI_Iallreduce_c(MPI_IN_PLACE, op.out, n, MPI_FLOAT, MPI_SUM, comm_, &op.request));
+      break;
+    case OpKind::ReduceScatter:
+      LB_MPI_CHECK(MPI_Ireduce_scatter_block_c(op.in == op.out ? MPI_IN_PLACE : op.in, op.out, n,
+                                               MPI_FLOAT, MPI_SUM, comm_, &op.request));
+      break;
+    case OpKind::AllGather:
+      LB_MPI_CHECK(MPI_Iallgather_c(op.in == op.out + rank_ * op.n ? MPI_IN_PLACE : op.in, n,
+                                    MPI_FLOAT, op.out, n, MPI_FLOAT, comm_, &op.request));
+      break;
+    case OpKind::Broadcast:
+      LB_MPI_CHECK(MPI_Ibcast_c(op.out, n, MPI_FLOAT, op.root, comm_, &op.request));
+      break;
+    case OpKind::Barrier:
+      LB_MPI_CHECK(MPI_Ibarrier(comm_, &op.request));
+      break;
+  }
+}
+
+void MpiCommunicator::watchdogAbort(const Op& op, double waited) const {
+  std::string ranks;
+  for (int r : world_ranks_) {
+    if (!ranks.empty()) ranks += ',';
+    ranks += std::to_string(r);
+  }
+  char pid[32];
+  std::snprintf(pid, sizeof pid, "%d", MpiRuntime::instance().rank());
+  std::fprintf(stderr,
+               "error: comm watchdog on rank %s: %s of %lld floats on %s (world ranks %s) not "
+               "complete after %.1f s (comm.timeout %.1f s): a peer died, hangs, or issued "
+               "collectives in another order; aborting the job\n",
+               pid, opName(op.kind), static_cast<long long>(op.n), name().c_str(), ranks.c_str(),
+               waited, std::chrono::duration<double>(timeout_).count());
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 3);
+  std::abort();
+}
+
+void MpiCommunicator::progressLoop() {
+  std::deque<std::shared_ptr<Op>> active;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      if (active.empty()) wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (stopping_ && queue_.empty() && active.empty()) return;
+      // Start new ops in issue order; the lock is held so no op can overtake another.
+      while (!queue_.empty()) {
+        std::shared_ptr<Op> op = std::move(queue_.front());
+        queue_.pop_front();
+        try {
+          start(*op);
+          active.push_back(std::move(op));
+        } catch (...) {
+          op->work->complete(std::current_exception());
+        }
+      }
+    }
+    bool progressed = false;
+    for (auto it = active.begin(); it != active.end();) {
+      Op& op = **it;
+      int flag = 0;
+      std::exception_ptr error;
+      try {
+        LB_MPI_CHECK(MPI_Test(&op.request, &flag, MPI_STATUS_IGNORE));
+      } catch (...) {
+        error = std::current_exception();
+        flag = 1;
+      }
+      if (!flag) {
+        const double waited = std::chrono::duration<double>(Clock::now() - op.started).count();
+        if (waited > std::chrono::duration<double>(timeout_).count()) watchdogAbort(op, waited);
+        ++it;
+        continue;
+      }
+      if (!error && op.reduce == ReduceOp::Avg &&
+          (op.kind == OpKind::AllReduce || op.kind == OpKind::ReduceScatter)) {
+        const float inv = 1.0f / static_cast<float>(size_);
+        for (int64_t i = 0; i < op.n; ++i) op.out[i] *= inv;
+      }
+      op.work->complete(error);
+      it = active.erase(it);
+      progressed = true;
+    }
+    // Keep MPI progressing without taking a whole core from the compute threads.
+    if (!progressed && !active.empty()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+std::unique_ptr<MpiCommunicator> MpiCommunicator::split(int color, int key,
+                                                        std::string name) const {
+  MPI_Comm sub = MPI_COMM_NULL;
+  LB_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
+  auto result = std::make_unique<MpiCommunicator>(sub, std::move(name), timeout_);
+  MPI_Comm_free(&sub);
+  return result;
+}
+
+}  // namespace lowband::comm

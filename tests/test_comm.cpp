@@ -1,0 +1,142 @@
+// Communicator tests under `mpiexec -n 2` and `-n 4`: every collective against the value each
+// rank can compute for itself, in-place forms, sub-communicators, async overlap with compute.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <vector>
+
+#include "comm/mpi_communicator.h"
+#include "comm/mpi_runtime.h"
+#include "tests/mpi_test_main.h"
+
+namespace lowband::comm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The value rank r contributes at index i: distinct per rank and index, exact in f32 sums.
+float contribution(int r, int64_t i) { return static_cast<float>((r + 1) * 1000 + i % 997); }
+
+class Comm : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!test::mpiAvailable()) GTEST_SKIP() << "MPI could not be initialised";
+    world = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, "world");
+  }
+  float sumOver(int64_t i) const {
+    float s = 0;
+    for (int r = 0; r < world->size(); ++r) s += contribution(r, i);
+    return s;
+  }
+  std::unique_ptr<MpiCommunicator> world;
+};
+
+TEST_F(Comm, AllReduceSumAndAvg) {
+  for (int64_t n : {int64_t{1}, int64_t{1000}, int64_t{(1 << 20) + 3}}) {
+    std::vector<float> x(n), y(n);
+    for (int64_t i = 0; i < n; ++i) x[i] = y[i] = contribution(world->rank(), i);
+    world->allReduce(x.data(), n, ReduceOp::Sum);
+    world->allReduce(y.data(), n, ReduceOp::Avg);
+    for (int64_t i = 0; i < n; i += 1 + n / 1000) {
+      ASSERT_EQ(x[i], sumOver(i)) << "n " << n << " i " << i;
+      ASSERT_FLOAT_EQ(y[i], sumOver(i) / world->size()) << "n " << n << " i " << i;
+    }
+  }
+}
+
+TEST_F(Comm, ReduceScatterGivesEachRankItsBlock) {
+  const int64_t n = 4097, p = world->size();
+  std::vector<float> in(p * n), out(n), inplace(p * n);
+  for (int64_t i = 0; i < p * n; ++i) in[i] = inplace[i] = contribution(world->rank(), i);
+  world->reduceScatter(in.data(), out.data(), n, ReduceOp::Sum);
+  world->reduceScatter(inplace.data(), inplace.data(), n, ReduceOp::Avg);
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(out[i], sumOver(world->rank() * n + i)) << i;
+    ASSERT_FLOAT_EQ(inplace[i], sumOver(world->rank() * n + i) / p) << i;
+  }
+}
+
+TEST_F(Comm, AllGatherConcatenatesInRankOrder) {
+  const int64_t n = 513, p = world->size();
+  std::vector<float> in(n), out(p * n), inplace(p * n);
+  for (int64_t i = 0; i < n; ++i)
+    in[i] = inplace[world->rank() * n + i] = contribution(world->rank(), i);
+  world->allGather(in.data(), out.data(), n);
+  world->allGather(inplace.data() + world->rank() * n, inplace.data(), n);
+  for (int r = 0; r < p; ++r)
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(out[r * n + i], contribution(r, i));
+      ASSERT_EQ(inplace[r * n + i], contribution(r, i));
+    }
+}
+
+TEST_F(Comm, BroadcastFromTheLastRankAndBarrier) {
+  const int root = world->size() - 1;
+  std::vector<float> x(100);
+  for (int64_t i = 0; i < 100; ++i) x[i] = contribution(world->rank(), i);
+  world->broadcast(x.data(), 100, root);
+  for (int64_t i = 0; i < 100; ++i) ASSERT_EQ(x[i], contribution(root, i));
+  world->barrier();
+  EXPECT_THROW(world->broadcastAsync(x.data(), 1, world->size()), CommError);
+}
+
+TEST_F(Comm, OpsCompleteInIssueOrderAcrossManyAsyncCalls) {
+  std::vector<std::vector<float>> bufs(16, std::vector<float>(2048));
+  std::vector<std::shared_ptr<Work>> works;
+  for (std::size_t k = 0; k < bufs.size(); ++k) {
+    for (int64_t i = 0; i < 2048; ++i) bufs[k][i] = contribution(world->rank(), i + k);
+    works.push_back(world->allReduceAsync(bufs[k].data(), 2048, ReduceOp::Sum));
+  }
+  for (auto& w : works) w->wait();
+  for (std::size_t k = 0; k < bufs.size(); ++k) ASSERT_EQ(bufs[k][7], sumOver(7 + k)) << k;
+}
+
+TEST_F(Comm, SplitMakesSubCommunicators) {
+  auto half = world->split(world->rank() % 2, world->rank(), "parity");
+  EXPECT_EQ(half->size(), (world->size() + 1 - world->rank() % 2) / 2);
+  EXPECT_EQ(half->name(), "mpi(parity)");
+  EXPECT_EQ(half->worldRanks()[half->rank()], world->rank());
+  float x = static_cast<float>(world->rank());
+  half->allReduce(&x, 1);
+  float expected = 0;
+  for (int r = world->rank() % 2; r < world->size(); r += 2) expected += static_cast<float>(r);
+  EXPECT_EQ(x, expected);
+}
+
+// The point of the progress thread: an all-reduce started before a compute phase that makes no
+// MPI calls is finished by the time the compute ends.
+TEST_F(Comm, AsyncAllReduceProgressesDuringCompute) {
+  const int64_t n = 2 << 20;  // 8 MiB
+  std::vector<float> x(n);
+  for (int64_t i = 0; i < n; ++i) x[i] = contribution(world->rank(), i);
+  world->barrier();
+  auto work = world->allReduceAsync(x.data(), n, ReduceOp::Sum);
+  // About a second of compute with no MPI call in it.
+  const auto start = Clock::now();
+  volatile double sink = 0;
+  while (Clock::now() - start < std::chrono::milliseconds(1000))
+    for (int i = 0; i < 10000; ++i) sink = sink + std::sqrt(static_cast<double>(i));
+  const bool done_during_compute = work->isCompleted();
+  const auto before_wait = Clock::now();
+  work->wait();
+  const double waited = std::chrono::duration<double>(Clock::now() - before_wait).count();
+  EXPECT_TRUE(done_during_compute) << "waited " << waited << " s after the compute";
+  EXPECT_EQ(x[n - 1], sumOver(n - 1));
+}
+
+TEST(LocalCommunicator, IsTheIdentityOfOneRank) {
+  LocalCommunicator local;
+  std::vector<float> x = {1, 2, 3}, y(3);
+  local.allReduce(x.data(), 3, ReduceOp::Avg);
+  EXPECT_EQ(x, (std::vector<float>{1, 2, 3}));
+  local.allGather(x.data(), y.data(), 3);
+  EXPECT_EQ(y, x);
+  local.reduceScatter(x.data(), y.data(), 3);
+  EXPECT_EQ(y, x);
+  EXPECT_TRUE(local.barrierAsync()->isCompleted());
+  EXPECT_THROW(local.broadcast(x.data(), 3, 1), CommError);
+}
+
+}  // namespace
+}  // namespace lowband::comm
