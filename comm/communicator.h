@@ -11,9 +11,11 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "runtime/error.h"
@@ -59,6 +61,22 @@ class Communicator {
   void allGather(const float* in, float* out, int64_t n) { allGatherAsync(in, out, n)->wait(); }
   void broadcast(float* data, int64_t n, int root) { broadcastAsync(data, n, root)->wait(); }
   void barrier() { barrierAsync()->wait(); }
+};
+
+// A Work completed by another thread (a progress thread or a worker) through complete().
+class PendingWork : public Work {
+ public:
+  bool isCompleted() const override;
+  void wait() override;
+  bool wait(std::chrono::milliseconds timeout) override;
+  std::exception_ptr error() const override;
+  void complete(std::exception_ptr error);
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  std::exception_ptr error_;
 };
 
 // A Work that is already finished (size-1 communicators, empty ops).

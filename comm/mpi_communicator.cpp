@@ -27,43 +27,6 @@ const char* opName(OpKind k) {
   return "?";
 }
 
-class MpiCommunicator::OpWork : public Work {
- public:
-  bool isCompleted() const override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return done_;
-  }
-  void wait() override {
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_cv_.wait(lock, [&] { return done_; });
-    if (error_) std::rethrow_exception(error_);
-  }
-  bool wait(std::chrono::milliseconds timeout) override {
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (!done_cv_.wait_for(lock, timeout, [&] { return done_; })) return false;
-    if (error_) std::rethrow_exception(error_);
-    return true;
-  }
-  std::exception_ptr error() const override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return error_;
-  }
-  void complete(std::exception_ptr error) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      done_ = true;
-      error_ = error;
-    }
-    done_cv_.notify_all();
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::condition_variable done_cv_;
-  bool done_ = false;
-  std::exception_ptr error_;
-};
-
 struct MpiCommunicator::Op {
   OpKind kind;
   const float* in = nullptr;
@@ -73,7 +36,7 @@ struct MpiCommunicator::Op {
   ReduceOp reduce = ReduceOp::Sum;
   MPI_Request request = MPI_REQUEST_NULL;
   Clock::time_point started;
-  std::shared_ptr<OpWork> work = std::make_shared<OpWork>();
+  std::shared_ptr<PendingWork> work = std::make_shared<PendingWork>();
 };
 
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, std::chrono::milliseconds timeout)

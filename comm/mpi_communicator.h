@@ -47,7 +47,6 @@ class MpiCommunicator : public Communicator {
 
  private:
   struct Op;
-  class OpWork;
   std::shared_ptr<Work> enqueue(std::shared_ptr<Op> op);
   void progressLoop();
   void start(Op& op);

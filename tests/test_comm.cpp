@@ -6,8 +6,10 @@
 #include <cmath>
 #include <vector>
 
+#include "comm/hierarchical.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_runtime.h"
+#include "comm/topology.h"
 #include "tests/mpi_test_main.h"
 
 namespace lowband::comm {
@@ -123,6 +125,89 @@ TEST_F(Comm, AsyncAllReduceProgressesDuringCompute) {
   const double waited = std::chrono::duration<double>(Clock::now() - before_wait).count();
   EXPECT_TRUE(done_during_compute) << "waited " << waited << " s after the compute";
   EXPECT_EQ(x[n - 1], sumOver(n - 1));
+}
+
+// Tier layouts that fit the world: 2 ranks -> node x 1; 4 ranks -> several nestings.
+std::vector<std::vector<TierSpec>> layouts(int world) {
+  if (world == 2) return {{{"node", 2}, {"wan", 0}}, {{"node", 1}, {"wan", 0}}, {{"all", 0}}};
+  return {{{"node", 2}, {"wan", 0}},
+          {{"node", 2}, {"rack", 2}},
+          {{"gpu", 1}, {"node", 2}, {"wan", 0}},
+          {{"node", 4}, {"wan", 0}},
+          {{"node", 2}, {"rack", 1}, {"wan", 2}}};
+}
+
+std::string describe(const std::vector<TierSpec>& tiers) {
+  std::string s;
+  for (const TierSpec& t : tiers) s += t.name + "=" + std::to_string(t.size) + " ";
+  return s;
+}
+
+TEST_F(Comm, TopologyCoordinatesAndGroups) {
+  for (const auto& tiers : layouts(world->size())) {
+    Topology topo(*world, tiers);
+    SCOPED_TRACE(describe(tiers));
+    // Composite order: the world rank rebuilt from the coordinates.
+    int64_t rebuilt = 0, stride = 1;
+    for (int i = 0; i < topo.levels(); ++i) {
+      EXPECT_EQ(topo.level(i).size(), topo.tierSize(i));
+      EXPECT_EQ(topo.level(i).rank(), topo.coordinate(i));
+      rebuilt += topo.coordinate(i) * stride;
+      stride *= topo.tierSize(i);
+    }
+    EXPECT_EQ(rebuilt, world->rank());
+    EXPECT_EQ(stride, world->size());
+    int64_t below = 1;  // ranks in tiers [0, t)
+    for (int t = 1; t <= topo.levels(); ++t) {
+      below *= topo.tierSize(t - 1);
+      EXPECT_EQ(topo.inner(t).size(), below);
+      EXPECT_EQ(topo.inner(t).rank(), world->rank() % below);
+      if (t < topo.levels()) {
+        EXPECT_EQ(topo.outer(t).size(), world->size() / below);
+      }
+    }
+    EXPECT_EQ(topo.outer(0).size(), world->size());
+    EXPECT_EQ(topo.hosts(), 1);  // one machine, no ranks_per_host
+  }
+  Topology fake_hosts(*world, {{"node", 1}, {"wan", 0}}, 1);
+  EXPECT_EQ(fake_hosts.hosts(), world->size());
+  EXPECT_EQ(fake_hosts.host(), world->rank());
+  EXPECT_THROW(Topology(*world, {{"node", 3}, {"wan", 0}}), CommError);
+  EXPECT_THROW(Topology(*world, {{"node", 0}, {"wan", 2}}), CommError);
+}
+
+TEST_F(Comm, HierarchicalCollectivesEqualFlatOnes) {
+  for (const auto& tiers : layouts(world->size())) {
+    Topology topo(*world, tiers);
+    std::vector<Communicator*> levels;
+    for (int i = 0; i < topo.levels(); ++i) levels.push_back(&topo.level(i));
+    HierarchicalCommunicator hier(levels, world.get(), "hier");
+    SCOPED_TRACE(describe(tiers));
+    const int p = world->size();
+    // Integer-valued floats: sums are exact in any order, so equality is bit-exact.
+    for (int64_t n : {int64_t{1}, int64_t{7}, int64_t{1001}, int64_t{65536}}) {
+      std::vector<float> a(n), b(n);
+      for (int64_t i = 0; i < n; ++i) a[i] = b[i] = contribution(world->rank(), i);
+      hier.allReduce(a.data(), n, ReduceOp::Sum);
+      world->allReduce(b.data(), n, ReduceOp::Sum);
+      ASSERT_EQ(a, b) << "all-reduce n " << n;
+      std::vector<float> in(p * n), h(n), f(n);
+      for (int64_t i = 0; i < p * n; ++i) in[i] = contribution(world->rank(), i);
+      hier.reduceScatter(in.data(), h.data(), n, ReduceOp::Avg);
+      world->reduceScatter(in.data(), f.data(), n, ReduceOp::Avg);
+      ASSERT_EQ(h, f) << "reduce-scatter n " << n;
+      std::vector<float> gh(p * n), gf(p * n);
+      hier.allGather(h.data(), gh.data(), n);
+      world->allGather(f.data(), gf.data(), n);
+      ASSERT_EQ(gh, gf) << "all-gather n " << n;
+    }
+    // Non-integer data: equal up to summation order.
+    std::vector<float> a(3333), b(3333);
+    for (int64_t i = 0; i < 3333; ++i) a[i] = b[i] = std::sin(0.1f * i + world->rank());
+    hier.allReduce(a.data(), 3333, ReduceOp::Avg);
+    world->allReduce(b.data(), 3333, ReduceOp::Avg);
+    for (int64_t i = 0; i < 3333; ++i) ASSERT_NEAR(a[i], b[i], 1e-6f) << i;
+  }
 }
 
 TEST(LocalCommunicator, IsTheIdentityOfOneRank) {

@@ -1,8 +1,40 @@
-#include <algorithm>
-
 #include "comm/communicator.h"
 
+#include <algorithm>
+
 namespace lowband::comm {
+
+bool PendingWork::isCompleted() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return done_;
+}
+
+void PendingWork::wait() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  done_cv_.wait(lock, [&] { return done_; });
+  if (error_) std::rethrow_exception(error_);
+}
+
+bool PendingWork::wait(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (!done_cv_.wait_for(lock, timeout, [&] { return done_; })) return false;
+  if (error_) std::rethrow_exception(error_);
+  return true;
+}
+
+std::exception_ptr PendingWork::error() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return error_;
+}
+
+void PendingWork::complete(std::exception_ptr error) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    done_ = true;
+    error_ = error;
+  }
+  done_cv_.notify_all();
+}
 
 namespace {
 std::shared_ptr<Work> done() { return std::make_shared<CompletedWork>(); }

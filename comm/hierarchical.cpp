@@ -1,0 +1,145 @@
+#include "comm/hierarchical.h"
+
+#include <algorithm>
+
+namespace lowband::comm {
+
+HierarchicalCommunicator::HierarchicalCommunicator(std::vector<Communicator*> levels,
+                                                   Communicator* flat, std::string name)
+    : levels_(std::move(levels)), flat_(flat), name_(std::move(name)) {
+  int64_t product = 1;
+  for (Communicator* c : levels_) product *= c->size();
+  if (levels_.empty() || product != flat_->size())
+    LB_THROW(CommError, name_ + ": level sizes multiply to " + std::to_string(product) +
+                            " but the flat communicator has " + std::to_string(flat_->size()) +
+                            " ranks");
+  worker_ = std::thread([this] {
+    while (true) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, nothing left
+      auto [task, work] = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      std::exception_ptr error;
+      try {
+        task();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      work->complete(error);
+    }
+  });
+}
+
+HierarchicalCommunicator::~HierarchicalCommunicator() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  worker_.join();
+}
+
+std::shared_ptr<Work> HierarchicalCommunicator::submit(std::function<void()> task) {
+  auto work = std::make_shared<PendingWork>();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.emplace_back(std::move(task), work);
+  }
+  wake_.notify_all();
+  return work;
+}
+
+int64_t HierarchicalCommunicator::groupSize(std::size_t level) const {
+  int64_t n = 1;
+  for (std::size_t i = level; i < levels_.size(); ++i) n *= levels_[i]->size();
+  return n;
+}
+
+void HierarchicalCommunicator::allReduceLevel(std::size_t level, float* data, int64_t n) {
+  Communicator& c = *levels_[level];
+  const int64_t k = c.size();
+  if (level + 1 == levels_.size()) return c.allReduce(data, n, ReduceOp::Sum);
+  if (k == 1) return allReduceLevel(level + 1, data, n);
+  // Pad to a multiple of k so every rank owns an equal shard.
+  const int64_t shard = (n + k - 1) / k;
+  std::vector<float> padded;
+  float* full = data;
+  if (shard * k != n) {
+    padded.assign(shard * k, 0.0f);
+    std::copy_n(data, n, padded.begin());
+    full = padded.data();
+  }
+  std::vector<float> part(shard);
+  c.reduceScatter(full, part.data(), shard, ReduceOp::Sum);
+  allReduceLevel(level + 1, part.data(), shard);
+  c.allGather(part.data(), full, shard);
+  if (full != data) std::copy_n(full, n, data);
+}
+
+void HierarchicalCommunicator::reduceScatterLevel(std::size_t level, const float* in, float* out,
+                                                  int64_t n) {
+  Communicator& c = *levels_[level];
+  if (level + 1 == levels_.size()) return c.reduceScatter(in, out, n, ReduceOp::Sum);
+  const int64_t k = c.size(), rest = groupSize(level + 1);
+  // Block q = c + k * r' of the composite order goes to position c * rest + r'.
+  std::vector<float> regrouped(k * rest * n), chunk(rest * n);
+  for (int64_t ci = 0; ci < k; ++ci)
+    for (int64_t r = 0; r < rest; ++r)
+      std::copy_n(in + (ci + k * r) * n, n, regrouped.data() + (ci * rest + r) * n);
+  c.reduceScatter(regrouped.data(), chunk.data(), rest * n, ReduceOp::Sum);
+  reduceScatterLevel(level + 1, chunk.data(), out, n);
+}
+
+void HierarchicalCommunicator::allGatherLevel(std::size_t level, const float* in, float* out,
+                                              int64_t n) {
+  Communicator& c = *levels_[level];
+  if (level + 1 == levels_.size()) return c.allGather(in, out, n);
+  const int64_t k = c.size(), rest = groupSize(level + 1);
+  std::vector<float> chunk(rest * n), gathered(k * rest * n);
+  allGatherLevel(level + 1, in, chunk.data(), n);
+  c.allGather(chunk.data(), gathered.data(), rest * n);
+  for (int64_t ci = 0; ci < k; ++ci)
+    for (int64_t r = 0; r < rest; ++r)
+      std::copy_n(gathered.data() + (ci * rest + r) * n, n, out + (ci + k * r) * n);
+}
+
+std::shared_ptr<Work> HierarchicalCommunicator::allReduceAsync(float* data, int64_t n,
+                                                               ReduceOp op) {
+  return submit([=, this] {
+    allReduceLevel(0, data, n);
+    if (op == ReduceOp::Avg) {
+      const float inv = 1.0f / static_cast<float>(size());
+      for (int64_t i = 0; i < n; ++i) data[i] *= inv;
+    }
+  });
+}
+
+std::shared_ptr<Work> HierarchicalCommunicator::reduceScatterAsync(const float* in, float* out,
+                                                                   int64_t n, ReduceOp op) {
+  return submit([=, this] {
+    std::vector<float> result(n);
+    reduceScatterLevel(0, in, result.data(), n);  // `in` may alias `out`
+    const float scale = op == ReduceOp::Avg ? 1.0f / static_cast<float>(size()) : 1.0f;
+    for (int64_t i = 0; i < n; ++i) out[i] = result[i] * scale;
+  });
+}
+
+std::shared_ptr<Work> HierarchicalCommunicator::allGatherAsync(const float* in, float* out,
+                                                               int64_t n) {
+  return submit([=, this] {
+    std::vector<float> mine(in, in + n);  // `in` may lie inside `out`
+    allGatherLevel(0, mine.data(), out, n);
+  });
+}
+
+std::shared_ptr<Work> HierarchicalCommunicator::broadcastAsync(float* data, int64_t n, int root) {
+  return submit([=, this] { flat_->broadcast(data, n, root); });
+}
+
+std::shared_ptr<Work> HierarchicalCommunicator::barrierAsync() {
+  return submit([this] { flat_->barrier(); });
+}
+
+}  // namespace lowband::comm

@@ -1,0 +1,62 @@
+// Collectives composed over nested tiers (innermost first), so a slow outer link carries only
+// 1/k of the data per rank and every rank's NIC works in parallel:
+//   all-reduce(x):     reduce-scatter over level 0 (pad x to a multiple of k_0) ->
+//                      all-reduce of the 1/k_0 shard over levels 1.. (recursively) ->
+//                      all-gather over level 0.
+//   reduce-scatter:    blocks regrouped by their level-0 coordinate, reduce-scatter over level
+//                      0, then recursively over the outer levels on the received chunk.
+//   all-gather:        the reverse: outer levels first, then level 0, then blocks regrouped.
+// Results equal the flat collective over the composite group (rank order c_0 + k_0 (c_1 + ..))
+// up to float summation order. Broadcast and barrier use the flat communicator.
+// Async ops run in issue order on one worker thread per communicator, which calls the levels'
+// blocking collectives (their progress threads move the data).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "comm/communicator.h"
+
+namespace lowband::comm {
+
+class HierarchicalCommunicator : public Communicator {
+ public:
+  // `levels` innermost first; `flat` spans the same ranks in composite order. Not owned.
+  HierarchicalCommunicator(std::vector<Communicator*> levels, Communicator* flat, std::string name);
+  ~HierarchicalCommunicator() override;
+
+  int rank() const override { return flat_->rank(); }
+  int size() const override { return flat_->size(); }
+  std::string name() const override { return name_; }
+
+  std::shared_ptr<Work> allReduceAsync(float* data, int64_t n, ReduceOp op) override;
+  std::shared_ptr<Work> reduceScatterAsync(const float* in, float* out, int64_t n,
+                                           ReduceOp op) override;
+  std::shared_ptr<Work> allGatherAsync(const float* in, float* out, int64_t n) override;
+  std::shared_ptr<Work> broadcastAsync(float* data, int64_t n, int root) override;
+  std::shared_ptr<Work> barrierAsync() override;
+
+ private:
+  std::shared_ptr<Work> submit(std::function<void()> task);
+  void allReduceLevel(std::size_t level, float* data, int64_t n);
+  void reduceScatterLevel(std::size_t level, const float* in, float* out, int64_t n);
+  void allGatherLevel(std::size_t level, const float* in, float* out, int64_t n);
+  int64_t groupSize(std::size_t level) const;  // ranks in levels [level, end)
+
+  std::vector<Communicator*> levels_;
+  Communicator* flat_;
+  std::string name_;
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::pair<std::function<void()>, std::shared_ptr<PendingWork>>> queue_;
+  bool stopping_ = false;
+  std::thread worker_;
+};
+
+}  // namespace lowband::comm

@@ -1,0 +1,81 @@
+#include "comm/topology.h"
+
+#include <algorithm>
+
+#include "comm/mpi_runtime.h"
+
+namespace lowband::comm {
+
+Topology::Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, int ranks_per_host)
+    : tiers_(std::move(tiers)) {
+  if (tiers_.empty()) tiers_.push_back({"world", 0, 0, 0});
+  const int64_t world_size = world.size();
+  int64_t fixed = 1;
+  for (std::size_t i = 0; i < tiers_.size(); ++i) {
+    if (tiers_[i].size < 0 || (tiers_[i].size == 0 && i + 1 != tiers_.size()))
+      LB_THROW(CommError, "tier '" + tiers_[i].name + "': only the outermost tier may be `rest`");
+    if (tiers_[i].size > 0) fixed *= tiers_[i].size;
+  }
+  if (world_size % fixed != 0 || (tiers_.back().size > 0 && fixed != world_size))
+    LB_THROW(CommError, "tier sizes multiply to " + std::to_string(fixed) + ", which does not " +
+                            (tiers_.back().size > 0 ? "equal" : "divide") + " the world of " +
+                            std::to_string(world_size) + " ranks (outermost tier '" +
+                            tiers_.back().name + "')");
+  const int r = world.rank();
+  int64_t stride = 1;
+  std::vector<int64_t> strides;
+  for (const TierSpec& t : tiers_) {
+    const int64_t k = t.size > 0 ? t.size : world_size / fixed;
+    sizes_.push_back(k);
+    strides.push_back(stride);
+    coords_.push_back(static_cast<int>((r / stride) % k));
+    stride *= k;
+  }
+  // Every split below is collective: all ranks run them in this order.
+  for (int i = 0; i < levels(); ++i) {
+    const int color = static_cast<int>(r - coords_[i] * strides[i]);
+    levels_.push_back(world.split(color, coords_[i], tiers_[i].name));
+  }
+  inner_.resize(levels() + 1);
+  outer_.resize(levels());
+  for (int t = 1; t <= levels(); ++t) {
+    const int64_t below = t < levels() ? strides[t] : world_size;
+    inner_[t] = world.split(static_cast<int>(r / below), static_cast<int>(r % below),
+                            "below " + (t < levels() ? tiers_[t].name : std::string("world")));
+  }
+  for (int t = 0; t < levels(); ++t)
+    outer_[t] = world.split(static_cast<int>(r % strides[t]), static_cast<int>(r / strides[t]),
+                            "across " + tiers_[t].name);
+  // Hosts: consecutive blocks of ranks_per_host ranks when given (one machine standing in for
+  // several), else the shared-memory domains MPI reports.
+  if (ranks_per_host > 0) {
+    if (world_size % ranks_per_host != 0)
+      LB_THROW(CommError, "ranks_per_host " + std::to_string(ranks_per_host) +
+                              " does not divide the world of " + std::to_string(world_size));
+    host_ = r / ranks_per_host;
+    hosts_ = static_cast<int>(world_size / ranks_per_host);
+  } else {
+    MPI_Comm node = MPI_COMM_NULL;  // ordered by world rank: node rank 0 is the lowest
+    LB_MPI_CHECK(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, r, MPI_INFO_NULL, &node));
+    int node_rank = 0;
+    LB_MPI_CHECK(MPI_Comm_rank(node, &node_rank));
+    // A host's index = the number of host leaders (node rank 0) with a lower world rank.
+    int leader = node_rank == 0 ? 1 : 0, before = 0, total = 0;
+    LB_MPI_CHECK(MPI_Exscan(&leader, &before, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD));
+    LB_MPI_CHECK(MPI_Allreduce(&leader, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD));
+    if (r == 0) before = 0;  // MPI_Exscan leaves rank 0's result undefined
+    LB_MPI_CHECK(MPI_Bcast(&before, 1, MPI_INT, 0, node));
+    MPI_Comm_free(&node);
+    host_ = before;
+    hosts_ = total;
+  }
+}
+
+int Topology::tierIndex(const std::string& name) const {
+  for (int i = 0; i < levels(); ++i)
+    if (tiers_[i].name == name) return i;
+  return -1;
+}
+
+}  // namespace lowband::comm

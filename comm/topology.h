@@ -1,0 +1,51 @@
+// The world as nested NIC tiers, innermost first (e.g. node = ranks on one host over shared
+// memory/NVLink, rack = hosts on one switch, wan = sites). Rank r has one coordinate per tier:
+//   c_i = (r / (k_0 * ... * k_{i-1})) % k_i      (k_i = size of tier i; the last may be `rest`)
+// and Topology builds, collectively on every rank, the communicators the methods need:
+//   level(i):  ranks that differ only in c_i (the peers across tier i's links),
+//   inner(t):  ranks that share c_t .. c_{L-1} (a replica when the outer tier is t),
+//   outer(t):  ranks that share c_0 .. c_{t-1} (the same position in every replica).
+// A group's rank order is always the composite order c_a + k_a * (c_{a+1} + ...).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/mpi_communicator.h"
+
+namespace lowband::comm {
+
+struct TierSpec {
+  std::string name;
+  int64_t size = 0;      // ranks per group at this tier; 0 = the rest of the world
+  double bandwidth = 0;  // bytes per second per rank (for emulation and the planner)
+  double latency = 0;    // seconds
+};
+
+class Topology {
+ public:
+  // Collective over `world`; throws CommError when the tier sizes do not fit its size.
+  Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, int ranks_per_host = 0);
+
+  int levels() const { return static_cast<int>(tiers_.size()); }
+  const TierSpec& tier(int i) const { return tiers_[i]; }
+  int64_t tierSize(int i) const { return sizes_[i]; }
+  int tierIndex(const std::string& name) const;  // -1 when unknown
+  int coordinate(int i) const { return coords_[i]; }
+  int host() const { return host_; }
+  int hosts() const { return hosts_; }
+
+  MpiCommunicator& level(int i) { return *levels_[i]; }
+  MpiCommunicator& inner(int t) { return *inner_[t]; }  // t in [1, levels]
+  MpiCommunicator& outer(int t) { return *outer_[t]; }  // t in [0, levels)
+
+ private:
+  std::vector<TierSpec> tiers_;
+  std::vector<int64_t> sizes_;
+  std::vector<int> coords_;
+  int host_ = 0, hosts_ = 1;
+  std::vector<std::unique_ptr<MpiCommunicator>> levels_, inner_, outer_;
+};
+
+}  // namespace lowband::comm
