@@ -39,6 +39,6 @@ void gemm(const Stream& stream, Transpose ta, Transpose tb, float alpha, const T
 
 // Measures single-precision GEMM throughput (GFLOP/s) on the stream's device with square
 // matrices of size n: the peak that MFU is reported against.
-double measureGemmPeak(const Stream& stream, int64_t n = 1024);
+double measureGemmPeak(const Stream& stream, int64_t n = 2048);
 
 }  // namespace lowband::runtime
