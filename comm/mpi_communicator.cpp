@@ -28,14 +28,14 @@ const char* opName(OpKind k) {
 }
 
 struct MpiCommunicator::Op {
-  OpKind kind;
+  OpKind kind = OpKind::Barrier;
   const float* in = nullptr;
   float* out = nullptr;
   int64_t n = 0;
   int root = 0;
   ReduceOp reduce = ReduceOp::Sum;
   MPI_Request request = MPI_REQUEST_NULL;
-  Clock::time_point started;
+  Clock::time_point started{};
   std::shared_ptr<PendingWork> work = std::make_shared<PendingWork>();
 };
 
@@ -81,50 +81,30 @@ std::shared_ptr<Work> MpiCommunicator::enqueue(std::shared_ptr<Op> op) {
 }
 
 std::shared_ptr<Work> MpiCommunicator::allReduceAsync(float* data, int64_t n, ReduceOp op) {
-  auto o = std::make_shared<Op>();
-  o->kind = OpKind::AllReduce;
-  o->out = data;
-  o->n = n;
-  o->reduce = op;
-  return enqueue(o);
+  return enqueue(
+      std::make_shared<Op>(Op{.kind = OpKind::AllReduce, .out = data, .n = n, .reduce = op}));
 }
 
 std::shared_ptr<Work> MpiCommunicator::reduceScatterAsync(const float* in, float* out, int64_t n,
                                                           ReduceOp op) {
-  auto o = std::make_shared<Op>();
-  o->kind = OpKind::ReduceScatter;
-  o->in = in;
-  o->out = out;
-  o->n = n;
-  o->reduce = op;
-  return enqueue(o);
+  return enqueue(std::make_shared<Op>(
+      Op{.kind = OpKind::ReduceScatter, .in = in, .out = out, .n = n, .reduce = op}));
 }
 
 std::shared_ptr<Work> MpiCommunicator::allGatherAsync(const float* in, float* out, int64_t n) {
-  auto o = std::make_shared<Op>();
-  o->kind = OpKind::AllGather;
-  o->in = in;
-  o->out = out;
-  o->n = n;
-  return enqueue(o);
+  return enqueue(std::make_shared<Op>(Op{.kind = OpKind::AllGather, .in = in, .out = out, .n = n}));
 }
 
 std::shared_ptr<Work> MpiCommunicator::broadcastAsync(float* data, int64_t n, int root) {
   if (root < 0 || root >= size_)
     LB_THROW(CommError, "broadcast root " + std::to_string(root) + " outside " + name() + " of " +
                             std::to_string(size_) + " ranks");
-  auto o = std::make_shared<Op>();
-  o->kind = OpKind::Broadcast;
-  o->out = data;
-  o->n = n;
-  o->root = root;
-  return enqueue(o);
+  return enqueue(
+      std::make_shared<Op>(Op{.kind = OpKind::Broadcast, .out = data, .n = n, .root = root}));
 }
 
 std::shared_ptr<Work> MpiCommunicator::barrierAsync() {
-  auto o = std::make_shared<Op>();
-  o->kind = OpKind::Barrier;
-  return enqueue(o);
+  return enqueue(std::make_shared<Op>(Op{.kind = OpKind::Barrier}));
 }
 
 void MpiCommunicator::start(Op& op) {
