@@ -1,4 +1,5 @@
 #include "comm/communicator.h"
+#include "comm/serial_worker.h"
 
 #include <algorithm>
 
@@ -36,6 +37,45 @@ void PendingWork::complete(std::exception_ptr error) {
   done_cv_.notify_all();
 }
 
+SerialWorker::SerialWorker() {
+  thread_ = std::thread([this] {
+    while (true) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, nothing left
+      auto [task, work] = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      std::exception_ptr error;
+      try {
+        task();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      work->complete(error);
+    }
+  });
+}
+
+SerialWorker::~SerialWorker() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+std::shared_ptr<Work> SerialWorker::submit(std::function<void()> task) {
+  auto work = std::make_shared<PendingWork>();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.emplace_back(std::move(task), work);
+  }
+  wake_.notify_all();
+  return work;
+}
+
 namespace {
 std::shared_ptr<Work> done() { return std::make_shared<CompletedWork>(); }
 }  // namespace
@@ -62,5 +102,17 @@ std::shared_ptr<Work> LocalCommunicator::broadcastAsync(float*, int64_t, int roo
 }
 
 std::shared_ptr<Work> LocalCommunicator::barrierAsync() { return done(); }
+
+std::shared_ptr<Work> LocalCommunicator::allToAllBytesAsync(const uint8_t* in, uint8_t* out,
+                                                            int64_t bytes) {
+  if (in != out) std::copy_n(in, bytes, out);
+  return done();
+}
+
+std::shared_ptr<Work> LocalCommunicator::allGatherBytesAsync(const uint8_t* in, uint8_t* out,
+                                                             int64_t bytes) {
+  if (in != out) std::copy_n(in, bytes, out);
+  return done();
+}
 
 }  // namespace lowband::comm

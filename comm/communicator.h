@@ -8,6 +8,8 @@
 //   allGather:     out[r * n + i] = in_r[i]                      (in: n, out: size * n)
 //   broadcast:     data = data of `root`
 //   barrier:       completes once every rank has entered it
+//   allToAllBytes: out[r * b + j] = in_r[rank * b + j]        (in, out: size * b bytes)
+//   allGatherBytes: out[r * b + j] = in_r[j]                  (in: b bytes, out: size * b)
 #pragma once
 
 #include <chrono>
@@ -51,6 +53,11 @@ class Communicator {
   virtual std::shared_ptr<Work> allGatherAsync(const float* in, float* out, int64_t n) = 0;
   virtual std::shared_ptr<Work> broadcastAsync(float* data, int64_t n, int root) = 0;
   virtual std::shared_ptr<Work> barrierAsync() = 0;
+  // Byte exchanges for encoded (compressed) tensors.
+  virtual std::shared_ptr<Work> allToAllBytesAsync(const uint8_t* in, uint8_t* out,
+                                                   int64_t bytes) = 0;
+  virtual std::shared_ptr<Work> allGatherBytesAsync(const uint8_t* in, uint8_t* out,
+                                                    int64_t bytes) = 0;
 
   void allReduce(float* data, int64_t n, ReduceOp op = ReduceOp::Sum) {
     allReduceAsync(data, n, op)->wait();
@@ -102,6 +109,9 @@ class LocalCommunicator : public Communicator {
   std::shared_ptr<Work> allGatherAsync(const float* in, float* out, int64_t n) override;
   std::shared_ptr<Work> broadcastAsync(float*, int64_t, int root) override;
   std::shared_ptr<Work> barrierAsync() override;
+  std::shared_ptr<Work> allToAllBytesAsync(const uint8_t* in, uint8_t* out, int64_t bytes) override;
+  std::shared_ptr<Work> allGatherBytesAsync(const uint8_t* in, uint8_t* out,
+                                            int64_t bytes) override;
 };
 
 }  // namespace lowband::comm

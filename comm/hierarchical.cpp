@@ -13,42 +13,10 @@ HierarchicalCommunicator::HierarchicalCommunicator(std::vector<Communicator*> le
     LB_THROW(CommError, name_ + ": level sizes multiply to " + std::to_string(product) +
                             " but the flat communicator has " + std::to_string(flat_->size()) +
                             " ranks");
-  worker_ = std::thread([this] {
-    while (true) {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, nothing left
-      auto [task, work] = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      std::exception_ptr error;
-      try {
-        task();
-      } catch (...) {
-        error = std::current_exception();
-      }
-      work->complete(error);
-    }
-  });
-}
-
-HierarchicalCommunicator::~HierarchicalCommunicator() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  worker_.join();
 }
 
 std::shared_ptr<Work> HierarchicalCommunicator::submit(std::function<void()> task) {
-  auto work = std::make_shared<PendingWork>();
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    queue_.emplace_back(std::move(task), work);
-  }
-  wake_.notify_all();
-  return work;
+  return worker_.submit(std::move(task));
 }
 
 int64_t HierarchicalCommunicator::groupSize(std::size_t level) const {
@@ -140,6 +108,16 @@ std::shared_ptr<Work> HierarchicalCommunicator::broadcastAsync(float* data, int6
 
 std::shared_ptr<Work> HierarchicalCommunicator::barrierAsync() {
   return submit([this] { flat_->barrier(); });
+}
+
+std::shared_ptr<Work> HierarchicalCommunicator::allToAllBytesAsync(const uint8_t* in, uint8_t* out,
+                                                                   int64_t bytes) {
+  return submit([=, this] { flat_->allToAllBytesAsync(in, out, bytes)->wait(); });
+}
+
+std::shared_ptr<Work> HierarchicalCommunicator::allGatherBytesAsync(const uint8_t* in, uint8_t* out,
+                                                                    int64_t bytes) {
+  return submit([=, this] { flat_->allGatherBytesAsync(in, out, bytes)->wait(); });
 }
 
 }  // namespace lowband::comm

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/serial_worker.h"
 
 namespace lowband::comm {
 
@@ -28,7 +29,6 @@ class HierarchicalCommunicator : public Communicator {
  public:
   // `levels` innermost first; `flat` spans the same ranks in composite order. Not owned.
   HierarchicalCommunicator(std::vector<Communicator*> levels, Communicator* flat, std::string name);
-  ~HierarchicalCommunicator() override;
 
   int rank() const override { return flat_->rank(); }
   int size() const override { return flat_->size(); }
@@ -40,6 +40,9 @@ class HierarchicalCommunicator : public Communicator {
   std::shared_ptr<Work> allGatherAsync(const float* in, float* out, int64_t n) override;
   std::shared_ptr<Work> broadcastAsync(float* data, int64_t n, int root) override;
   std::shared_ptr<Work> barrierAsync() override;
+  std::shared_ptr<Work> allToAllBytesAsync(const uint8_t* in, uint8_t* out, int64_t bytes) override;
+  std::shared_ptr<Work> allGatherBytesAsync(const uint8_t* in, uint8_t* out,
+                                            int64_t bytes) override;
 
  private:
   std::shared_ptr<Work> submit(std::function<void()> task);
@@ -52,11 +55,7 @@ class HierarchicalCommunicator : public Communicator {
   Communicator* flat_;
   std::string name_;
 
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::pair<std::function<void()>, std::shared_ptr<PendingWork>>> queue_;
-  bool stopping_ = false;
-  std::thread worker_;
+  SerialWorker worker_;
 };
 
 }  // namespace lowband::comm

@@ -9,7 +9,15 @@ namespace lowband::comm {
 
 using Clock = std::chrono::steady_clock;
 
-enum class OpKind { AllReduce, ReduceScatter, AllGather, Broadcast, Barrier };
+enum class OpKind {
+  AllReduce,
+  ReduceScatter,
+  AllGather,
+  Broadcast,
+  Barrier,
+  AllToAllBytes,
+  AllGatherBytes
+};
 
 const char* opName(OpKind k) {
   switch (k) {
@@ -23,6 +31,10 @@ const char* opName(OpKind k) {
       return "broadcast";
     case OpKind::Barrier:
       return "barrier";
+    case OpKind::AllToAllBytes:
+      return "all-to-all";
+    case OpKind::AllGatherBytes:
+      return "all-gather of bytes";
   }
   return "?";
 }
@@ -34,6 +46,8 @@ struct MpiCommunicator::Op {
   int64_t n = 0;
   int root = 0;
   ReduceOp reduce = ReduceOp::Sum;
+  const uint8_t* bytes_in = nullptr;  // byte ops: n counts bytes
+  uint8_t* bytes_out = nullptr;
   MPI_Request request = MPI_REQUEST_NULL;
   Clock::time_point started{};
   std::shared_ptr<PendingWork> work = std::make_shared<PendingWork>();
@@ -107,6 +121,18 @@ std::shared_ptr<Work> MpiCommunicator::barrierAsync() {
   return enqueue(std::make_shared<Op>(Op{.kind = OpKind::Barrier}));
 }
 
+std::shared_ptr<Work> MpiCommunicator::allToAllBytesAsync(const uint8_t* in, uint8_t* out,
+                                                          int64_t bytes) {
+  return enqueue(std::make_shared<Op>(
+      Op{.kind = OpKind::AllToAllBytes, .n = bytes, .bytes_in = in, .bytes_out = out}));
+}
+
+std::shared_ptr<Work> MpiCommunicator::allGatherBytesAsync(const uint8_t* in, uint8_t* out,
+                                                           int64_t bytes) {
+  return enqueue(std::make_shared<Op>(
+      Op{.kind = OpKind::AllGatherBytes, .n = bytes, .bytes_in = in, .bytes_out = out}));
+}
+
 void MpiCommunicator::start(Op& op) {
   op.started = Clock::now();
   const MPI_Count n = op.n;
@@ -128,6 +154,14 @@ void MpiCommunicator::start(Op& op) {
       break;
     case OpKind::Barrier:
       LB_MPI_CHECK(MPI_Ibarrier(comm_, &op.request));
+      break;
+    case OpKind::AllToAllBytes:
+      LB_MPI_CHECK(
+          MPI_Ialltoall_c(op.bytes_in, n, MPI_BYTE, op.bytes_out, n, MPI_BYTE, comm_, &op.request));
+      break;
+    case OpKind::AllGatherBytes:
+      LB_MPI_CHECK(MPI_Iallgather_c(op.bytes_in, n, MPI_BYTE, op.bytes_out, n, MPI_BYTE, comm_,
+                                    &op.request));
       break;
   }
 }

@@ -41,6 +41,9 @@ class MpiCommunicator : public Communicator {
   std::shared_ptr<Work> allGatherAsync(const float* in, float* out, int64_t n) override;
   std::shared_ptr<Work> broadcastAsync(float* data, int64_t n, int root) override;
   std::shared_ptr<Work> barrierAsync() override;
+  std::shared_ptr<Work> allToAllBytesAsync(const uint8_t* in, uint8_t* out, int64_t bytes) override;
+  std::shared_ptr<Work> allGatherBytesAsync(const uint8_t* in, uint8_t* out,
+                                            int64_t bytes) override;
 
   // Ranks with the same color form a new communicator, ordered by key (MPI_Comm_split).
   std::unique_ptr<MpiCommunicator> split(int color, int key, std::string name) const;

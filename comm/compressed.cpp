@@ -1,0 +1,66 @@
+#include "comm/compressed.h"
+
+#include <algorithm>
+
+namespace lowband::comm {
+
+using runtime::CodecSpec;
+
+CompressedAllReduce::CompressedAllReduce(Communicator& comm, CodecSpec spec, bool error_feedback)
+    : comm_(comm), spec_(spec), error_feedback_(error_feedback) {}
+
+int64_t CompressedAllReduce::shardSize(int64_t n) const {
+  const int64_t p = comm_.size(), per = (n + p - 1) / p;
+  return (per + spec_.block - 1) / spec_.block * spec_.block;  // whole blocks per shard
+}
+
+int64_t CompressedAllReduce::wireBytesPerRank(int64_t n) const {
+  return 2 * (comm_.size() - 1) * static_cast<int64_t>(runtime::encodedBytes(spec_, shardSize(n)));
+}
+
+std::shared_ptr<Work> CompressedAllReduce::allReduceAsync(float* data, int64_t n, ReduceOp op) {
+  return worker_.submit([=, this] { run(data, n, op); });
+}
+
+void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op) {
+  const int64_t p = comm_.size(), shard = shardSize(n);
+  const int64_t enc = static_cast<int64_t>(runtime::encodedBytes(spec_, shard));
+  const runtime::Stream host;
+  std::vector<float> x(p * shard, 0.0f);
+  std::copy_n(data, n, x.begin());
+  if (error_feedback_) {
+    if (residual_.empty()) residual_.assign(n, 0.0f);
+    if (static_cast<int64_t>(residual_.size()) != n)
+      LB_THROW(CommError, "error feedback needs the same tensor size on every call (" +
+                              std::to_string(residual_.size()) + " then " + std::to_string(n) +
+                              ")");
+    for (int64_t i = 0; i < n; ++i) x[i] += residual_[i];
+  }
+  std::vector<uint8_t> send(p * enc), recv(p * enc);
+  for (int64_t j = 0; j < p; ++j)
+    runtime::encode(host, spec_, x.data() + j * shard, shard, send.data() + j * enc);
+  if (error_feedback_) {
+    std::vector<float> sent(p * shard);
+    for (int64_t j = 0; j < p; ++j)
+      runtime::decode(host, spec_, send.data() + j * enc, shard, sent.data() + j * shard);
+    for (int64_t i = 0; i < n; ++i) residual_[i] = x[i] - sent[i];
+  }
+  comm_.allToAllBytesAsync(send.data(), recv.data(), enc)->wait();
+  std::vector<float> reduced(shard, 0.0f);
+  for (int64_t r = 0; r < p; ++r) {
+    runtime::checkHeader(recv.data() + r * enc, enc, spec_, shard);
+    runtime::decode(host, spec_, recv.data() + r * enc, shard, reduced.data(), true);
+  }
+  if (op == ReduceOp::Avg)
+    for (float& v : reduced) v /= static_cast<float>(p);
+  std::vector<uint8_t> mine(enc);
+  runtime::encode(host, spec_, reduced.data(), shard, mine.data());
+  comm_.allGatherBytesAsync(mine.data(), recv.data(), enc)->wait();
+  for (int64_t r = 0; r < p; ++r) {
+    runtime::checkHeader(recv.data() + r * enc, enc, spec_, shard);
+    runtime::decode(host, spec_, recv.data() + r * enc, shard, x.data() + r * shard);
+  }
+  std::copy_n(x.begin(), n, data);
+}
+
+}  // namespace lowband::comm

@@ -1,0 +1,44 @@
+// Compressed all-reduce (DESIGN.md §4): every rank quantises its own unreduced tensor, the
+// encodings of shard j go to rank j (all-to-all), each rank decodes and accumulates its shard in
+// f32 (re-quantising once for the next hop), and the reduced shards are all-gathered encoded
+// and decoded everywhere, so all ranks hold identical results. Per call and rank the wire
+// carries 2 (P - 1) encodings of n / P values, against 2 (P - 1) / P * 4n bytes for f32.
+// Error: each element differs from the exact f32 sum by at most the codec's bound (codec.h) of
+// each rank's contribution plus that of the reduced value.
+// Error feedback (optional): the quantisation error of this rank's contribution is kept and
+// added to the next call's input (same n on every call).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "comm/serial_worker.h"
+#include "runtime/codec.h"
+
+namespace lowband::comm {
+
+class CompressedAllReduce {
+ public:
+  CompressedAllReduce(Communicator& comm, runtime::CodecSpec spec, bool error_feedback = false);
+  // Host memory; runs on this object's worker thread, in call order.
+  std::shared_ptr<Work> allReduceAsync(float* data, int64_t n, ReduceOp op = ReduceOp::Sum);
+  void allReduce(float* data, int64_t n, ReduceOp op = ReduceOp::Sum) {
+    allReduceAsync(data, n, op)->wait();
+  }
+  // Values per shard and encoded bytes one rank sends per call for a tensor of n values.
+  int64_t shardSize(int64_t n) const;
+  int64_t wireBytesPerRank(int64_t n) const;
+  const std::vector<float>& residual() const { return residual_; }
+
+ private:
+  void run(float* data, int64_t n, ReduceOp op);
+
+  Communicator& comm_;
+  runtime::CodecSpec spec_;
+  bool error_feedback_;
+  std::vector<float> residual_;
+  SerialWorker worker_;  // last: stops before the members its tasks use
+};
+
+}  // namespace lowband::comm
