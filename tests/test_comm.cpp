@@ -9,6 +9,7 @@
 
 #include "comm/compressed.h"
 #include "comm/hierarchical.h"
+#include "comm/link.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_runtime.h"
 #include "comm/topology.h"
@@ -298,6 +299,53 @@ TEST(CompressedAllReduce, ErrorFeedbackCarriesWhatWasDropped) {
         << i;
   std::vector<float> wrong(n + 1);
   EXPECT_THROW(car.allReduce(wrong.data(), n + 1), CommError);  // residual is per tensor size
+}
+
+double secondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+TEST_F(Comm, EmulatedLinkTakesBytesOverBandwidth) {
+  const double p = world->size();
+  LinkCommunicator slow(*world, "wan", {100e6 / 8, 0.0});  // 100 Mbit/s
+  const int64_t n = 4 << 20;                               // 16 MiB of f32
+  std::vector<float> x(n, 1.0f);
+  world->barrier();
+  const auto start = Clock::now();
+  slow.allReduce(x.data(), n);
+  const double took = secondsSince(start);
+  const double expected = 2 * (p - 1) / p * 4.0 * n / (100e6 / 8);
+  EXPECT_NEAR(took / expected, 1.0, 0.2) << took << " s for " << expected << " s of wire time";
+  EXPECT_EQ(x[5], p);
+  const OpTraffic t = slow.traffic().at("all-reduce");
+  EXPECT_EQ(t.ops, 1);
+  EXPECT_DOUBLE_EQ(t.bytes_sent, 2 * (p - 1) / p * 4.0 * n);
+}
+
+TEST_F(Comm, LinkSharesBandwidthAndCountsOverlap) {
+  LinkCommunicator slow(*world, "wan", {100e6 / 8, 0.002});
+  const int64_t n = 1 << 18;  // 1 MiB
+  const double one = 2.0 * (world->size() - 1) / world->size() * 4.0 * n / (100e6 / 8) + 0.002;
+  std::vector<float> a(n, 1.0f), b(n, 2.0f);
+  world->barrier();
+  auto start = Clock::now();
+  auto wa = slow.allReduceAsync(a.data(), n, ReduceOp::Sum);
+  auto wb = slow.allReduceAsync(b.data(), n, ReduceOp::Sum);
+  wa->wait();
+  wb->wait();
+  // The second op queues behind the first on this rank's link.
+  EXPECT_GT(secondsSince(start), 1.8 * (one - 0.002));
+  // An op started before compute and waited for afterwards is overlapped, not blocked.
+  world->barrier();
+  auto w = slow.allReduceAsync(a.data(), n, ReduceOp::Sum);
+  start = Clock::now();
+  while (secondsSince(start) < 2 * one) {
+  }
+  w->wait();
+  const OpTraffic t = slow.traffic().at("total");
+  EXPECT_EQ(t.ops, 3);
+  EXPECT_GT(t.overlapped_s, 0.5 * one);
+  EXPECT_LT(t.blocked_s, 2.5 * one + 0.1);  // the first two were waited for
 }
 
 TEST(LocalCommunicator, IsTheIdentityOfOneRank) {
