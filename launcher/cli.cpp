@@ -9,6 +9,7 @@
 
 #include "comm/mpi_runtime.h"
 #include "launcher/bench.h"
+#include "launcher/bench_comm.h"
 #include "launcher/config.h"
 #include "launcher/trainer.h"
 #include "lowband_build.h"
@@ -161,6 +162,11 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   bench_train_cmd->add_option("--steps", bench_options.steps, "Timed steps (median reported)")
       ->check(CLI::PositiveNumber);
   bench_train_cmd->add_flag("--json", bench_json, "One JSON object per line");
+  CommBenchOptions comm_bench;
+  CLI::App* bench_comm_cmd = bench_cmd->add_subcommand(
+      "comm", "Collectives (run under mpiexec): hierarchical vs MPI, codecs, emulated links");
+  bench_comm_cmd->add_flag("--quick", comm_bench.quick, "Smaller tensors, fewer repetitions");
+  bench_comm_cmd->add_flag("--json", comm_bench.json, "One JSON object per line");
 
   // CLI11 reports a mistyped command as a missing one; name it and suggest the closest instead.
   if (!args.empty() && !args[0].empty() && args[0][0] != '-') {
@@ -195,6 +201,10 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   try {
     if (validate_cmd->parsed()) return validate(files, overrides, world, print, io);
     if (train_cmd->parsed()) return runTrain(train_file, train_overrides, train_options, io);
+    if (bench_comm_cmd->parsed()) {
+      benchComm(comm_bench, out);
+      return kExitOk;
+    }
     if (bench_train_cmd->parsed()) {
       trainBenchPreset(bench_preset, bench_options);
       const TrainBenchResult r = benchTrain(bench_options);
