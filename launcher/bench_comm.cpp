@@ -97,10 +97,17 @@ void benchComm(const CommBenchOptions& o, std::ostream& out) {
         t.push_back(std::chrono::duration<double>(Clock::now() - start).count());
       }
       std::sort(t.begin(), t.end());
+      // Error relative to |x| for bf16, to the block's absmax for the block codecs (they zero
+      // values far below it by design).
       double max_rel = 0;
-      for (int64_t i = 0; i < n; ++i)
-        if (x[i] != 0)
-          max_rel = std::max(max_rel, std::fabs(double(y[i]) - x[i]) / std::fabs(x[i]));
+      for (int64_t b = 0; b < n; b += 64) {
+        double a = 0;
+        for (int64_t i = b; i < std::min(n, b + 64); ++i) a = std::max(a, std::fabs(double(x[i])));
+        for (int64_t i = b; i < std::min(n, b + 64); ++i) {
+          const double ref = c == runtime::Codec::Bf16 ? std::fabs(double(x[i])) : a;
+          if (ref > 0) max_rel = std::max(max_rel, std::fabs(double(y[i]) - x[i]) / ref);
+        }
+      }
       const double gbps = 4.0 * n / t[1] / 1e9;
       std::snprintf(json, sizeof json,
                     "{\"op\":\"codec\",\"codec\":\"%s\",\"bytes\":%lld,\"gbps_per_core\":%.3f,"
