@@ -1,7 +1,8 @@
 #include "comm/communicator.h"
-#include "comm/serial_worker.h"
 
 #include <algorithm>
+
+#include "comm/serial_worker.h"
 
 namespace lowband::comm {
 
