@@ -25,7 +25,7 @@ std::vector<float> randomFloats(std::size_t n, unsigned seed, float scale = 1.0f
   return v;
 }
 
-Vec toDouble(const std::vector<float>& v) { return Vec(v.begin(), v.end()); }
+Vec asDouble(const std::vector<float>& v) { return Vec(v.begin(), v.end()); }
 
 // d f / d x[i] by central differences in double precision.
 Vec numericGrad(const std::function<double(const Vec&)>& f, Vec x, double eps = 1e-6) {
@@ -121,20 +121,20 @@ TEST(Grad, LayerNorm) {
   Stream s;
   runtime::layerNormForward(s, out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(),
                             N, C);
-  expectClose(out, refLayerNorm(toDouble(x), toDouble(w), toDouble(b), N, C), 1e-5, "forward");
+  expectClose(out, refLayerNorm(asDouble(x), asDouble(w), asDouble(b), N, C), 1e-5, "forward");
   runtime::layerNormBackward(s, dx.data(), dw.data(), db.data(), r.data(), x.data(), w.data(),
                              mean.data(), rstd.data(), N, C);
   auto loss = [&](const Vec& xx, const Vec& ww, const Vec& bb) {
     return dot(refLayerNorm(xx, ww, bb, N, C), r);
   };
   expectClose(
-      dx, numericGrad([&](const Vec& v) { return loss(v, toDouble(w), toDouble(b)); }, toDouble(x)),
+      dx, numericGrad([&](const Vec& v) { return loss(v, asDouble(w), asDouble(b)); }, asDouble(x)),
       1e-4, "dx");
   expectClose(
-      dw, numericGrad([&](const Vec& v) { return loss(toDouble(x), v, toDouble(b)); }, toDouble(w)),
+      dw, numericGrad([&](const Vec& v) { return loss(asDouble(x), v, asDouble(b)); }, asDouble(w)),
       1e-4, "dw");
   expectClose(
-      db, numericGrad([&](const Vec& v) { return loss(toDouble(x), toDouble(w), v); }, toDouble(b)),
+      db, numericGrad([&](const Vec& v) { return loss(asDouble(x), asDouble(w), v); }, asDouble(b)),
       1e-4, "db");
 }
 
@@ -147,11 +147,11 @@ TEST(Grad, CausalAttention) {
     std::vector<float> out(B * T * C), lse(B * H * T), dqkv(B * T * 3 * C);
     Stream s;
     runtime::attentionForward(s, out.data(), lse.data(), qkv.data(), B, T, H, hd);
-    expectClose(out, refAttention(toDouble(qkv), B, T, H, hd), 1e-5, "forward");
+    expectClose(out, refAttention(asDouble(qkv), B, T, H, hd), 1e-5, "forward");
     runtime::attentionBackward(s, dqkv.data(), r.data(), qkv.data(), out.data(), lse.data(), B, T,
                                H, hd);
     auto want = numericGrad([&](const Vec& v) { return dot(refAttention(v, B, T, H, hd), r); },
-                            toDouble(qkv));
+                            asDouble(qkv));
     expectClose(dqkv, want, 1e-4, "dqkv");
 
     // The device path (strided-batched GEMMs + row bodies), run here on the CPU, gives the
@@ -160,9 +160,9 @@ TEST(Grad, CausalAttention) {
     runtime::attentionForwardBatched(s, out2.data(), lse2.data(), qkv.data(), B, T, H, hd);
     runtime::attentionBackwardBatched(s, dqkv2.data(), r.data(), qkv.data(), out2.data(),
                                       lse2.data(), B, T, H, hd);
-    expectClose(out2, toDouble(out), 1e-5, "batched forward");
-    expectClose(lse2, toDouble(lse), 1e-5, "batched lse");
-    expectClose(dqkv2, toDouble(dqkv), 1e-5, "batched dqkv");
+    expectClose(out2, asDouble(out), 1e-5, "batched forward");
+    expectClose(lse2, asDouble(lse), 1e-5, "batched lse");
+    expectClose(dqkv2, asDouble(dqkv), 1e-5, "batched dqkv");
   }
 }
 
@@ -193,9 +193,9 @@ TEST(Grad, CrossEntropyWithPaddedVocab) {
   runtime::crossEntropyForward(s, losses.data(), lse.data(), logits.data(), t.data(), N, V, Vp);
   double mean = 0;
   for (float l : losses) mean += l / N;
-  EXPECT_NEAR(mean, refCrossEntropy(toDouble(logits), t, N, V, Vp), 1e-5);
+  EXPECT_NEAR(mean, refCrossEntropy(asDouble(logits), t, N, V, Vp), 1e-5);
   auto want =
-      numericGrad([&](const Vec& v) { return refCrossEntropy(v, t, N, V, Vp); }, toDouble(logits));
+      numericGrad([&](const Vec& v) { return refCrossEntropy(v, t, N, V, Vp); }, asDouble(logits));
   runtime::crossEntropyBackward(s, logits.data(), lse.data(), t.data(), N, V, Vp, 1.0f / N);
   expectClose(logits, want, 1e-5, "dlogits");  // padding columns: exactly 0 on both sides
 }
@@ -237,14 +237,14 @@ TEST(Grad, Linear) {
   runtime::linearBackward(s, dx.data(), dw.data(), db.data(), r.data(), x.data(), w.data(), N, C,
                           OC, true);
   auto want_dx =
-      numericGrad([&](const Vec& v) { return ref(v, toDouble(w), toDouble(b)); }, toDouble(x));
+      numericGrad([&](const Vec& v) { return ref(v, asDouble(w), asDouble(b)); }, asDouble(x));
   for (double& v : want_dx) v += 1.0;  // accumulate_dinp adds to what was there
   expectClose(dx, want_dx, 1e-5, "dx");
   expectClose(
-      dw, numericGrad([&](const Vec& v) { return ref(toDouble(x), v, toDouble(b)); }, toDouble(w)),
+      dw, numericGrad([&](const Vec& v) { return ref(asDouble(x), v, asDouble(b)); }, asDouble(w)),
       1e-5, "dw");
   expectClose(
-      db, numericGrad([&](const Vec& v) { return ref(toDouble(x), toDouble(w), v); }, toDouble(b)),
+      db, numericGrad([&](const Vec& v) { return ref(asDouble(x), asDouble(w), v); }, asDouble(b)),
       1e-5, "db");
 }
 
