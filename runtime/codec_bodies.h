@@ -15,7 +15,7 @@ LB_HOST_DEVICE inline float blockAbsMax(const float* x, int64_t begin, int64_t e
 #if !defined(__CUDA_ARCH__)
 #pragma omp simd reduction(max : m)
 #endif
-  for (int64_t i = begin; i < end; ++i) m = fmaxf(m, fabsf(x[i]));
+  for (int64_t i = begin; i < end; ++i) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;  // not fmaxf: a libm call
   return m;
 }
 
@@ -122,8 +122,8 @@ constexpr float kTinyScaleInverse = 7.8886091e-31f;  // 2^-100
 template <BlockCodec K>
 LB_HOST_DEVICE inline uint32_t toCode(float v) {  // v already in the code's range
   if constexpr (K == BlockCodec::Fp8) return toE4m3(v);
-  if constexpr (K == BlockCodec::Int8)
-    return static_cast<uint8_t>(static_cast<int8_t>(roundNearest(v)));
+  if constexpr (K == BlockCodec::Int8)  // the two's complement byte of round(v) in [-127, 127]
+    return static_cast<uint32_t>(static_cast<int32_t>(roundNearest(v))) & 0xffu;
   if constexpr (K == BlockCodec::Int4)
     return static_cast<uint32_t>(static_cast<int>(roundNearest(v)) + 8);
   return toE3m0(v);
@@ -164,9 +164,13 @@ struct EncodeBlocks {
       if ((end - begin) % 2)
         cb[pairs] = static_cast<uint8_t>(toCode<K>(xb[2 * pairs] * pre * to_code));
     } else {
+      // Byte codes may alias anything; restrict tells the vectoriser they do not alias x.
+      const float* __restrict xr = x + begin;
+      uint8_t* __restrict cr = codes + begin;
+      const int64_t count = end - begin;
       LB_SIMD
-      for (int64_t i = begin; i < end; ++i)
-        codes[i] = static_cast<uint8_t>(toCode<K>(x[i] * pre * to_code));
+      for (int64_t i = 0; i < count; ++i)
+        cr[i] = static_cast<uint8_t>(toCode<K>(xr[i] * pre * to_code));
     }
   }
 };
