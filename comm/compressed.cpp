@@ -26,8 +26,12 @@ void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op) {
   const int64_t p = comm_.size(), shard = shardSize(n);
   const int64_t enc = static_cast<int64_t>(runtime::encodedBytes(spec_, shard));
   const runtime::Stream host;
-  std::vector<float> x(p * shard, 0.0f);
+  // Buffers are kept between calls (only the worker thread uses them): fresh ones cost a page
+  // fault per 4 KiB, which showed in the emulated-link benchmark.
+  std::vector<float>& x = x_;
+  x.resize(p * shard);
   std::copy_n(data, n, x.begin());
+  std::fill(x.begin() + n, x.end(), 0.0f);
   if (error_feedback_) {
     if (residual_.empty()) residual_.assign(n, 0.0f);
     if (static_cast<int64_t>(residual_.size()) != n)
@@ -36,26 +40,30 @@ void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op) {
                               ")");
     for (int64_t i = 0; i < n; ++i) x[i] += residual_[i];
   }
-  std::vector<uint8_t> send(p * enc), recv(p * enc);
+  std::vector<uint8_t>& send = send_;
+  std::vector<uint8_t>& recv = recv_;
+  send.resize(p * enc);
+  recv.resize(p * enc);
   for (int64_t j = 0; j < p; ++j)
     runtime::encode(host, spec_, x.data() + j * shard, shard, send.data() + j * enc);
   if (error_feedback_) {
-    std::vector<float> sent(p * shard);
+    std::vector<float>& sent = reduced_;  // free until the reduction below
+    sent.resize(p * shard);
     for (int64_t j = 0; j < p; ++j)
       runtime::decode(host, spec_, send.data() + j * enc, shard, sent.data() + j * shard);
     for (int64_t i = 0; i < n; ++i) residual_[i] = x[i] - sent[i];
   }
   comm_.allToAllBytesAsync(send.data(), recv.data(), enc)->wait();
-  std::vector<float> reduced(shard, 0.0f);
+  std::vector<float>& reduced = reduced_;
+  reduced.assign(shard, 0.0f);
   for (int64_t r = 0; r < p; ++r) {
     runtime::checkHeader(recv.data() + r * enc, enc, spec_, shard);
     runtime::decode(host, spec_, recv.data() + r * enc, shard, reduced.data(), true);
   }
   if (op == ReduceOp::Avg)
     for (float& v : reduced) v /= static_cast<float>(p);
-  std::vector<uint8_t> mine(enc);
-  runtime::encode(host, spec_, reduced.data(), shard, mine.data());
-  comm_.allGatherBytesAsync(mine.data(), recv.data(), enc)->wait();
+  runtime::encode(host, spec_, reduced.data(), shard, send.data());  // send is free again
+  comm_.allGatherBytesAsync(send.data(), recv.data(), enc)->wait();
   for (int64_t r = 0; r < p; ++r) {
     runtime::checkHeader(recv.data() + r * enc, enc, spec_, shard);
     runtime::decode(host, spec_, recv.data() + r * enc, shard, x.data() + r * shard);

@@ -38,6 +38,8 @@ class CompressedAllReduce {
   runtime::CodecSpec spec_;
   bool error_feedback_;
   std::vector<float> residual_;
+  std::vector<float> x_, reduced_;  // buffers of the worker thread, kept between calls
+  std::vector<uint8_t> send_, recv_;
   SerialWorker worker_;  // last: stops before the members its tasks use
 };
 

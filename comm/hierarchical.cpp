@@ -13,10 +13,15 @@ HierarchicalCommunicator::HierarchicalCommunicator(std::vector<Communicator*> le
     LB_THROW(CommError, name_ + ": level sizes multiply to " + std::to_string(product) +
                             " but the flat communicator has " + std::to_string(flat_->size()) +
                             " ranks");
+  scratch_.resize(2 * levels_.size());
 }
 
 std::shared_ptr<Work> HierarchicalCommunicator::submit(std::function<void()> task) {
   return worker_.submit(std::move(task));
+}
+
+std::vector<float>& HierarchicalCommunicator::scratch(std::size_t slot) {
+  return scratch_.at(slot);  // sized once in the constructor: references stay valid
 }
 
 int64_t HierarchicalCommunicator::groupSize(std::size_t level) const {
@@ -30,16 +35,19 @@ void HierarchicalCommunicator::allReduceLevel(std::size_t level, float* data, in
   const int64_t k = c.size();
   if (level + 1 == levels_.size()) return c.allReduce(data, n, ReduceOp::Sum);
   if (k == 1) return allReduceLevel(level + 1, data, n);
-  // Pad to a multiple of k so every rank owns an equal shard.
+  // Pad to a multiple of k so every rank owns an equal shard. Buffers are kept between calls
+  // (only the worker thread uses them): fresh ones cost a page fault per 4 KiB.
   const int64_t shard = (n + k - 1) / k;
-  std::vector<float> padded;
+  std::vector<float>& padded = scratch(2 * level);
+  std::vector<float>& part = scratch(2 * level + 1);
   float* full = data;
   if (shard * k != n) {
-    padded.assign(shard * k, 0.0f);
+    if (static_cast<int64_t>(padded.size()) < shard * k) padded.resize(shard * k);
     std::copy_n(data, n, padded.begin());
+    std::fill(padded.begin() + n, padded.begin() + shard * k, 0.0f);
     full = padded.data();
   }
-  std::vector<float> part(shard);
+  if (static_cast<int64_t>(part.size()) < shard) part.resize(shard);
   c.reduceScatter(full, part.data(), shard, ReduceOp::Sum);
   allReduceLevel(level + 1, part.data(), shard);
   c.allGather(part.data(), full, shard);

@@ -49,11 +49,13 @@ class HierarchicalCommunicator : public Communicator {
   void allReduceLevel(std::size_t level, float* data, int64_t n);
   void reduceScatterLevel(std::size_t level, const float* in, float* out, int64_t n);
   void allGatherLevel(std::size_t level, const float* in, float* out, int64_t n);
-  int64_t groupSize(std::size_t level) const;  // ranks in levels [level, end)
+  int64_t groupSize(std::size_t level) const;     // ranks in levels [level, end)
+  std::vector<float>& scratch(std::size_t slot);  // reused buffers of the worker thread
 
   std::vector<Communicator*> levels_;
   Communicator* flat_;
   std::string name_;
+  std::vector<std::vector<float>> scratch_;
 
   SerialWorker worker_;
 };
