@@ -13,7 +13,15 @@
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_runtime.h"
 #include "comm/topology.h"
+#include "lowband_build.h"
+#include "runtime/device.h"
+#include "runtime/kernels.h"
+#include "runtime/stream.h"
+#include "runtime/tensor.h"
 #include "tests/mpi_test_main.h"
+#if LB_WITH_CUDA
+#include "comm/nccl_communicator.h"
+#endif
 
 namespace lowband::comm {
 namespace {
@@ -347,6 +355,35 @@ TEST_F(Comm, LinkSharesBandwidthAndCountsOverlap) {
   EXPECT_GT(t.overlapped_s, 0.5 * one);
   EXPECT_LT(t.blocked_s, 2.5 * one + 0.1);  // the first two were waited for
 }
+
+#if LB_WITH_CUDA
+// NCCL on the GPUs of this job: each rank uses GPU (rank % count). Skips without a GPU.
+TEST_F(Comm, NcclAllReduceAndReduceScatterOnDeviceMemory) {
+  const runtime::CudaProbe& probe = runtime::probeCuda();
+  if (probe.count == 0) GTEST_SKIP() << "no usable GPU: " << probe.message;
+  const runtime::Device gpu = runtime::Device::cuda(world->rank() % probe.count);
+  runtime::Stream compute(gpu);
+  NcclCommunicator nccl(*world, gpu.index, compute.handle(), "world");
+  const int64_t n = 1 << 20, p = world->size();
+  std::vector<float> host(p * n);
+  for (int64_t i = 0; i < p * n; ++i) host[i] = contribution(world->rank(), i);
+  runtime::Storage dev(gpu, p * n * sizeof(float)), out(gpu, n * sizeof(float));
+  runtime::copyBytes(compute, dev.data(), gpu, host.data(), runtime::Device::cpu(),
+                     host.size() * 4);
+  nccl.reduceScatterAsync(static_cast<float*>(dev.data()), static_cast<float*>(out.data()), n,
+                          ReduceOp::Sum)
+      ->wait();
+  auto w = nccl.allReduceAsync(static_cast<float*>(dev.data()), p * n, ReduceOp::Avg);
+  nccl.streamWait(*w, compute.handle());
+  std::vector<float> back(p * n), shard(n);
+  runtime::copyBytes(compute, back.data(), runtime::Device::cpu(), dev.data(), gpu,
+                     back.size() * 4);
+  runtime::copyBytes(compute, shard.data(), runtime::Device::cpu(), out.data(), gpu, n * 4);
+  compute.synchronize();
+  for (int64_t i = 0; i < n; i += 997) ASSERT_EQ(shard[i], sumOver(world->rank() * n + i));
+  for (int64_t i = 0; i < p * n; i += 997) ASSERT_FLOAT_EQ(back[i], sumOver(i) / p);
+}
+#endif
 
 TEST(LocalCommunicator, IsTheIdentityOfOneRank) {
   LocalCommunicator local;
