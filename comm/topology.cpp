@@ -6,7 +6,8 @@
 
 namespace lowband::comm {
 
-Topology::Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, int ranks_per_host)
+Topology::Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, int ranks_per_host,
+                   bool emulate)
     : tiers_(std::move(tiers)) {
   if (tiers_.empty()) tiers_.push_back({"world", 0, 0, 0});
   const int64_t world_size = world.size();
@@ -35,6 +36,9 @@ Topology::Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, in
   for (int i = 0; i < levels(); ++i) {
     const int color = static_cast<int>(r - coords_[i] * strides[i]);
     levels_.push_back(world.split(color, coords_[i], tiers_[i].name));
+    const LinkModel model =
+        emulate ? LinkModel{tiers_[i].bandwidth, tiers_[i].latency} : LinkModel{};
+    links_.push_back(std::make_unique<LinkCommunicator>(*levels_.back(), tiers_[i].name, model));
   }
   inner_.resize(levels() + 1);
   outer_.resize(levels());
@@ -70,6 +74,12 @@ Topology::Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, in
     host_ = before;
     hosts_ = total;
   }
+}
+
+std::map<std::string, OpTraffic> Topology::tierTraffic() const {
+  std::map<std::string, OpTraffic> result;
+  for (const auto& link : links_) result[link->name()] = link->traffic().at("total");
+  return result;
 }
 
 int Topology::tierIndex(const std::string& name) const {

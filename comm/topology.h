@@ -2,7 +2,8 @@
 // memory/NVLink, rack = hosts on one switch, wan = sites). Rank r has one coordinate per tier:
 //   c_i = (r / (k_0 * ... * k_{i-1})) % k_i      (k_i = size of tier i; the last may be `rest`)
 // and Topology builds, collectively on every rank, the communicators the methods need:
-//   level(i):  ranks that differ only in c_i (the peers across tier i's links),
+//   level(i):  ranks that differ only in c_i (the peers across tier i's links), counted per
+//              tier and, with `emulate`, slowed to the tier's bandwidth and latency,
 //   inner(t):  ranks that share c_t .. c_{L-1} (a replica when the outer tier is t),
 //   outer(t):  ranks that share c_0 .. c_{t-1} (the same position in every replica).
 // A group's rank order is always the composite order c_a + k_a * (c_{a+1} + ...).
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/link.h"
 #include "comm/mpi_communicator.h"
 
 namespace lowband::comm {
@@ -26,7 +28,8 @@ struct TierSpec {
 class Topology {
  public:
   // Collective over `world`; throws CommError when the tier sizes do not fit its size.
-  Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, int ranks_per_host = 0);
+  Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, int ranks_per_host = 0,
+           bool emulate = false);
 
   int levels() const { return static_cast<int>(tiers_.size()); }
   const TierSpec& tier(int i) const { return tiers_[i]; }
@@ -36,7 +39,9 @@ class Topology {
   int host() const { return host_; }
   int hosts() const { return hosts_; }
 
-  MpiCommunicator& level(int i) { return *levels_[i]; }
+  LinkCommunicator& level(int i) { return *links_[i]; }
+  // Traffic of each tier's level communicator, by tier name.
+  std::map<std::string, OpTraffic> tierTraffic() const;
   MpiCommunicator& inner(int t) { return *inner_[t]; }  // t in [1, levels]
   MpiCommunicator& outer(int t) { return *outer_[t]; }  // t in [0, levels)
 
@@ -46,6 +51,7 @@ class Topology {
   std::vector<int> coords_;
   int host_ = 0, hosts_ = 1;
   std::vector<std::unique_ptr<MpiCommunicator>> levels_, inner_, outer_;
+  std::vector<std::unique_ptr<LinkCommunicator>> links_;  // over levels_
 };
 
 }  // namespace lowband::comm

@@ -313,6 +313,27 @@ double secondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+TEST_F(Comm, TopologyCountsAndEmulatesPerTier) {
+  if (world->size() < 4) GTEST_SKIP() << "needs 2 tiers of 2 ranks";
+  // node: fast and not slowed; wan: 100 Mbit/s emulated.
+  Topology topo(*world, {{"node", 2, 0, 0}, {"wan", 0, 100e6 / 8, 0.001}}, 0, true);
+  HierarchicalCommunicator hier({&topo.level(0), &topo.level(1)}, world.get(), "hier");
+  const int64_t n = 1 << 20;  // 4 MiB
+  std::vector<float> x(n, 1.0f);
+  world->barrier();
+  const auto start = Clock::now();
+  hier.allReduce(x.data(), n);
+  const double took = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_EQ(x[0], static_cast<float>(world->size()));
+  const auto traffic = topo.tierTraffic();
+  const double p_wan = static_cast<double>(topo.tierSize(1));
+  // The wan tier carries the all-reduce of a half-size shard: 2 (k-1)/k * 4n/2 bytes.
+  EXPECT_DOUBLE_EQ(traffic.at("wan").bytes_sent, 2 * (p_wan - 1) / p_wan * 4.0 * n / 2);
+  // node carries the reduce-scatter and the all-gather: (2-1) * 4n/2 bytes each.
+  EXPECT_DOUBLE_EQ(traffic.at("node").bytes_sent, 2 * 4.0 * n / 2);
+  EXPECT_GE(took, traffic.at("wan").bytes_sent / (100e6 / 8));  // the slow tier paced it
+}
+
 TEST_F(Comm, EmulatedLinkTakesBytesOverBandwidth) {
   const double p = world->size();
   LinkCommunicator slow(*world, "wan", {100e6 / 8, 0.0});  // 100 Mbit/s
