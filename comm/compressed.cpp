@@ -14,8 +14,13 @@ int64_t CompressedAllReduce::shardSize(int64_t n) const {
   return (per + spec_.block - 1) / spec_.block * spec_.block;  // whole blocks per shard
 }
 
+int64_t CompressedAllReduce::slotBytes(int64_t n) const {
+  // One encoded shard, padded to 16 bytes so every slot's f32 scales stay aligned.
+  return (static_cast<int64_t>(runtime::encodedBytes(spec_, shardSize(n))) + 15) / 16 * 16;
+}
+
 int64_t CompressedAllReduce::wireBytesPerRank(int64_t n) const {
-  return 2 * (comm_.size() - 1) * static_cast<int64_t>(runtime::encodedBytes(spec_, shardSize(n)));
+  return 2 * (comm_.size() - 1) * slotBytes(n);
 }
 
 std::shared_ptr<Work> CompressedAllReduce::allReduceAsync(float* data, int64_t n, ReduceOp op) {
@@ -24,7 +29,8 @@ std::shared_ptr<Work> CompressedAllReduce::allReduceAsync(float* data, int64_t n
 
 void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op) {
   const int64_t p = comm_.size(), shard = shardSize(n);
-  const int64_t enc = static_cast<int64_t>(runtime::encodedBytes(spec_, shard));
+  const int64_t bytes = static_cast<int64_t>(runtime::encodedBytes(spec_, shard));
+  const int64_t enc = slotBytes(n);
   const runtime::Stream host;
   // Buffers are kept between calls (only the worker thread uses them): fresh ones cost a page
   // fault per 4 KiB, which showed in the emulated-link benchmark.
@@ -57,7 +63,7 @@ void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op) {
   std::vector<float>& reduced = reduced_;
   reduced.assign(shard, 0.0f);
   for (int64_t r = 0; r < p; ++r) {
-    runtime::checkHeader(recv.data() + r * enc, enc, spec_, shard);
+    runtime::checkHeader(recv.data() + r * enc, bytes, spec_, shard);
     runtime::decode(host, spec_, recv.data() + r * enc, shard, reduced.data(), true);
   }
   if (op == ReduceOp::Avg)
@@ -65,7 +71,7 @@ void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op) {
   runtime::encode(host, spec_, reduced.data(), shard, send.data());  // send is free again
   comm_.allGatherBytesAsync(send.data(), recv.data(), enc)->wait();
   for (int64_t r = 0; r < p; ++r) {
-    runtime::checkHeader(recv.data() + r * enc, enc, spec_, shard);
+    runtime::checkHeader(recv.data() + r * enc, bytes, spec_, shard);
     runtime::decode(host, spec_, recv.data() + r * enc, shard, x.data() + r * shard);
   }
   std::copy_n(x.begin(), n, data);

@@ -29,6 +29,7 @@ class CompressedAllReduce {
   // Values per shard and encoded bytes one rank sends per call for a tensor of n values.
   int64_t shardSize(int64_t n) const;
   int64_t wireBytesPerRank(int64_t n) const;
+  int64_t slotBytes(int64_t n) const;  // one encoded shard on the wire, aligned
   const std::vector<float>& residual() const { return residual_; }
 
  private:

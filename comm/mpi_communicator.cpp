@@ -56,6 +56,9 @@ struct MpiCommunicator::Op {
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, std::chrono::milliseconds timeout)
     : name_(std::move(name)), timeout_(timeout) {
   LB_MPI_CHECK(MPI_Comm_dup(comm, &comm_));
+  // Splits are blocking collectives on the caller's thread; doing them on a duplicate that no
+  // other thread uses keeps them out of the progress thread's op order.
+  LB_MPI_CHECK(MPI_Comm_dup(comm, &split_comm_));
   LB_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
   LB_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
   LB_MPI_CHECK(MPI_Comm_size(comm_, &size_));
@@ -80,6 +83,7 @@ MpiCommunicator::~MpiCommunicator() {
   wake_.notify_all();
   progress_.join();
   MPI_Comm_free(&comm_);
+  MPI_Comm_free(&split_comm_);
 }
 
 std::shared_ptr<Work> MpiCommunicator::enqueue(std::shared_ptr<Op> op) {
@@ -175,7 +179,7 @@ void MpiCommunicator::watchdogAbort(const Op& op, double waited) const {
   char pid[32];
   std::snprintf(pid, sizeof pid, "%d", MpiRuntime::instance().rank());
   std::fprintf(stderr,
-               "error: comm watchdog on rank %s: %s of %lld floats on %s (world ranks %s) not "
+               "error: comm watchdog on rank %s: %s of %lld elements on %s (world ranks %s) not "
                "complete after %.1f s (comm.timeout %.1f s): a peer died, hangs, or issued "
                "collectives in another order; aborting the job\n",
                pid, opName(op.kind), static_cast<long long>(op.n), name().c_str(), ranks.c_str(),
@@ -238,7 +242,7 @@ void MpiCommunicator::progressLoop() {
 std::unique_ptr<MpiCommunicator> MpiCommunicator::split(int color, int key,
                                                         std::string name) const {
   MPI_Comm sub = MPI_COMM_NULL;
-  LB_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
+  LB_MPI_CHECK(MPI_Comm_split(split_comm_, color, key, &sub));
   auto result = std::make_unique<MpiCommunicator>(sub, std::move(name), timeout_);
   MPI_Comm_free(&sub);
   return result;

@@ -56,6 +56,7 @@ class MpiCommunicator : public Communicator {
   [[noreturn]] void watchdogAbort(const Op& op, double waited) const;
 
   MPI_Comm comm_ = MPI_COMM_NULL;
+  MPI_Comm split_comm_ = MPI_COMM_NULL;  // only split() uses it, on the caller's thread
   std::string name_;
   std::chrono::milliseconds timeout_;
   int rank_ = 0, size_ = 1;

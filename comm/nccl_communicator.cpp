@@ -127,7 +127,7 @@ NcclCommunicator::~NcclCommunicator() {
 
 void NcclCommunicator::beginOp() const {
   LB_CUDA_CHECK(cudaSetDevice(device_));
-  if (!compute_stream_) return;
+  // No compute stream given: order after the legacy default stream (handle 0).
   cudaEvent_t ready;
   LB_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
   LB_CUDA_CHECK(cudaEventRecord(ready, asStream(compute_stream_)));

@@ -3,9 +3,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -203,7 +205,8 @@ std::string locate(const Config& c, const std::string& key) {
 void checkRunDir(const Config& c, bool overwrite) {
   const fs::path dir(c.run.out_dir);
   bool existing = false;
-  for (const char* f : kRunFiles) existing |= fs::exists(dir / f);
+  std::error_code ec;
+  for (const char* f : kRunFiles) existing |= fs::exists(dir / f, ec);
   if (existing && !overwrite)
     throw ConfigError(locate(c, "run.out_dir") + c.run.out_dir +
                       " already holds a run (config.yaml/metrics.jsonl); pass --overwrite to "
@@ -217,7 +220,12 @@ void prepareRunDir(const Config& c) {
   if (ec)
     throw ConfigError(locate(c, "run.out_dir") + "cannot create " + c.run.out_dir + ": " +
                       ec.message());
-  for (const char* f : kRunFiles) fs::remove(dir / f, ec);
+  for (const char* f : kRunFiles) {
+    fs::remove(dir / f, ec);
+    if (ec)
+      throw ConfigError(locate(c, "run.out_dir") + "cannot replace " + (dir / f).string() + ": " +
+                        ec.message());
+  }
   // The resolved config, written whole before it replaces anything.
   const fs::path tmp = dir / ".config.yaml.tmp";
   {
@@ -225,7 +233,10 @@ void prepareRunDir(const Config& c) {
     o << "# resolved from " << c.source << "\n" << toYaml(c);
     if (!o) throw ConfigError(locate(c, "run.out_dir") + "cannot write " + tmp.string());
   }
-  fs::rename(tmp, dir / "config.yaml");
+  fs::rename(tmp, dir / "config.yaml", ec);
+  if (ec)
+    throw ConfigError(locate(c, "run.out_dir") + "cannot write " + (dir / "config.yaml").string() +
+                      ": " + ec.message());
 }
 
 }  // namespace
@@ -259,7 +270,17 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   if (options.dry_run) return result;
 
   prepareRunDir(c);
-  std::ofstream metrics(fs::path(c.run.out_dir) / "metrics.jsonl");
+  const fs::path metrics_path = fs::path(c.run.out_dir) / "metrics.jsonl";
+  std::ofstream metrics(metrics_path);
+  if (!metrics)
+    throw ConfigError(locate(c, "run.out_dir") + "cannot write " + metrics_path.string());
+  // Lines go out whole; a failed write (disk full) ends the run with its reason.
+  auto writeMetrics = [&](const char* line) {
+    metrics << line << "\n" << std::flush;
+    if (!metrics)
+      LB_THROW(TrainingError,
+               "cannot write " + metrics_path.string() + ": " + std::strerror(errno));
+  };
   const double flops_per_step =
       model->flopsPerPosition() * static_cast<double>(data->positionsPerBatch());
   auto evaluate = [&](int64_t step) {
@@ -274,7 +295,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     else
       std::snprintf(line, sizeof line, "{\"step\":%lld,\"val_loss\":%.6f}",
                     static_cast<long long>(step), e.loss);
-    metrics << line << "\n" << std::flush;
+    writeMetrics(line);
     out << "eval step " << step << ": val loss " << e.loss;
     if (e.accuracy >= 0) out << ", accuracy " << e.accuracy * 100 << "%";
     out << "\n";
@@ -321,7 +342,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
           "\"mfu\":%.4f,\"elapsed_s\":%.3f}",
           static_cast<long long>(step + 1), window_loss / window_steps, optimizer.lrAt(step), norm,
           tokens_per_s, mfu, secondsSince(train_start));
-      metrics << line << "\n" << std::flush;
+      writeMetrics(line);
       std::snprintf(
           line, sizeof line,
           "step %lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | MFU %.0f%% | ETA %s",

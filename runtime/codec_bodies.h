@@ -15,7 +15,8 @@ LB_HOST_DEVICE inline float blockAbsMax(const float* x, int64_t begin, int64_t e
 #if !defined(__CUDA_ARCH__)
 #pragma omp simd reduction(max : m)
 #endif
-  for (int64_t i = begin; i < end; ++i) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;  // not fmaxf: a libm call
+  for (int64_t i = begin; i < end; ++i)
+    m = fabsf(x[i]) > m ? fabsf(x[i]) : m;  // not fmaxf: a libm call
   return m;
 }
 
@@ -36,7 +37,9 @@ struct EncodeBf16 {
   uint16_t* out;
   LB_HOST_DEVICE void operator()(int64_t i) const {
     const uint32_t u = floatBits(x[i]);
-    out[i] = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);  // nearest even
+    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;  // rounding must not turn NaN into Inf
+    out[i] =
+        static_cast<uint16_t>(nan ? (u >> 16) | 0x40u : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
   }
 };
 
