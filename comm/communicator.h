@@ -2,7 +2,8 @@
 //
 // Contract: every rank of a communicator issues the same collectives in the same order with
 // matching sizes (as with MPI and NCCL). An op's buffers must stay alive and untouched until
-// its Work has completed. Counts are in elements of f32.
+// its Work has completed, and every Work must be complete (waited for) before its communicator
+// is destroyed. Counts are in elements of f32.
 //   allReduce:     data[i] = op over ranks of data[i]            (n elements, in place)
 //   reduceScatter: out[i] = op over ranks r of in_r[rank * n + i] (in: size * n, out: n)
 //   allGather:     out[r * n + i] = in_r[i]                      (in: n, out: size * n)

@@ -29,6 +29,14 @@ double secondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// A JSON number, or null for NaN/Inf (which JSON cannot carry).
+std::string json(double v, const char* format) {
+  if (!std::isfinite(v)) return "null";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
 std::string duration(double s) {
   char buf[32];
   if (s >= 3600)
@@ -290,11 +298,12 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     result.val_accuracy = e.accuracy;
     char line[160];
     if (e.accuracy >= 0)
-      std::snprintf(line, sizeof line, "{\"step\":%lld,\"val_loss\":%.6f,\"val_accuracy\":%.6f}",
-                    static_cast<long long>(step), e.loss, e.accuracy);
+      std::snprintf(line, sizeof line, "{\"step\":%lld,\"val_loss\":%s,\"val_accuracy\":%s}",
+                    static_cast<long long>(step), json(e.loss, "%.6f").c_str(),
+                    json(e.accuracy, "%.6f").c_str());
     else
-      std::snprintf(line, sizeof line, "{\"step\":%lld,\"val_loss\":%.6f}",
-                    static_cast<long long>(step), e.loss);
+      std::snprintf(line, sizeof line, "{\"step\":%lld,\"val_loss\":%s}",
+                    static_cast<long long>(step), json(e.loss, "%.6f").c_str());
     writeMetrics(line);
     out << "eval step " << step << ": val loss " << e.loss;
     if (e.accuracy >= 0) out << ", accuracy " << e.accuracy * 100 << "%";
@@ -338,10 +347,11 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
       char line[256];
       std::snprintf(
           line, sizeof line,
-          "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_s\":%.1f,"
-          "\"mfu\":%.4f,\"elapsed_s\":%.3f}",
-          static_cast<long long>(step + 1), window_loss / window_steps, optimizer.lrAt(step), norm,
-          tokens_per_s, mfu, secondsSince(train_start));
+          "{\"step\":%lld,\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens_per_s\":%s,"
+          "\"mfu\":%s,\"elapsed_s\":%.3f}",
+          static_cast<long long>(step + 1), json(window_loss / window_steps, "%.6f").c_str(),
+          json(optimizer.lrAt(step), "%.6g").c_str(), json(norm, "%.6g").c_str(),
+          json(tokens_per_s, "%.1f").c_str(), json(mfu, "%.4f").c_str(), secondsSince(train_start));
       writeMetrics(line);
       std::snprintf(
           line, sizeof line,
