@@ -312,13 +312,14 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
 
   const auto train_start = Clock::now();
   auto window_start = Clock::now();
-  int64_t window_steps = 0, bad_in_a_row = 0;
+  int64_t window_steps = 0, window_all = 0, bad_in_a_row = 0;  // updated / all steps
   double window_loss = 0;
   for (int64_t step = 0; step < c.run.steps; ++step) {
     runtime::fill(stream, model->params().grads(), 0.0f);
     const float loss = model->forward(stream, data->next());
     model->backward(stream);
     const double norm = optimizer.gradientNorm(stream);
+    ++window_all;
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       ++result.skipped_steps;
       out << "step " << step + 1 << ": skipped, "
@@ -328,19 +329,20 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
                                     " steps in a row with a NaN/Inf loss or gradient "
                                     "(run.max_bad_steps). HINT: lower optimizer.lr or raise "
                                     "optimizer.warmup");
-      continue;
+    } else {
+      bad_in_a_row = 0;
+      optimizer.apply(stream, step, norm);
+      result.final_loss = loss;
+      window_loss += loss;
+      ++window_steps;
+      ++result.steps;
     }
-    bad_in_a_row = 0;
-    optimizer.apply(stream, step, norm);
-    result.final_loss = loss;
-    window_loss += loss;
-    ++window_steps;
-    ++result.steps;
+    // Logging and evaluation happen on their steps even when that step was skipped.
     const bool last = step + 1 == c.run.steps;
-    if ((step + 1) % c.run.log_every == 0 || last) {
+    if (((step + 1) % c.run.log_every == 0 || last) && window_steps > 0) {
       stream.synchronize();
       const double dt = secondsSince(window_start);
-      const double per_step = dt / static_cast<double>(window_steps);
+      const double per_step = dt / static_cast<double>(window_all);
       const double tokens_per_s = static_cast<double>(data->positionsPerBatch()) / per_step;
       const double mfu = flops_per_step / per_step / (peak * 1e9);
       const double eta = per_step * static_cast<double>(c.run.steps - step - 1);
@@ -364,6 +366,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
       result.mfu = mfu;
       window_start = Clock::now();
       window_steps = 0;
+      window_all = 0;
       window_loss = 0;
     }
     if ((c.run.eval_every > 0 && (step + 1) % c.run.eval_every == 0 && !last)) evaluate(step + 1);
