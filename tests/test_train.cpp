@@ -145,6 +145,18 @@ TEST(Train, BadDataIsOneClearError) {
   EXPECT_FALSE(fs::exists(dir.path() / "run" / "metrics.jsonl"));  // nothing was written
 }
 
+TEST(Train, DivergenceSkipsStepsThenAborts) {
+  test::TempDir dir;
+  writeByteShards(dir);
+  const std::string config = dir.write("tiny.yaml", tinyConfig(dir, 30));
+  // An absurd learning rate without clipping blows the weights up after the first update.
+  CliRun r = cli({"train", config, "--set", "optimizer.lr=1e30", "--set", "optimizer.warmup=0",
+                  "--set", "optimizer.grad_clip=0", "--set", "run.max_bad_steps=3"});
+  EXPECT_EQ(r.status, kExitRuntime) << r.err;
+  EXPECT_NE(r.out.find("skipped, loss is not finite"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("training diverged: 3 steps in a row"), std::string::npos) << r.err;
+}
+
 TEST(Train, DryRunTrainsNothing) {
   test::TempDir dir;
   writeByteShards(dir);
