@@ -104,10 +104,7 @@ int runTrain(const std::string& file, const std::vector<std::string>& overrides,
 int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
            const CliContext& context) {
   Streams io{out, err, context};
-  CLI::App app{
-      "lowband: data-parallel training for clusters with slow links (local SGD, DiLoCo, "
-      "Streaming DiLoCo, CO2, hierarchical ZeRO over NIC tiers)",
-      "lowband"};
+  CLI::App app{"lowband: a training launcher for clusters with slow links", "lowband"};
   app.set_version_flag("--version", [] {
     std::string text = versionText();
     text.pop_back();  // CLI11 adds its own newline
