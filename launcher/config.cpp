@@ -803,20 +803,11 @@ class Checker {
  public:
   explicit Checker(const Config& c) : c_(c) {}
 
-  std::string where(std::string path) const {
-    while (true) {
-      auto it = c_.locations.find(path);
-      if (it != c_.locations.end()) return it->second;
-      auto cut = path.find_last_of(".[");
-      if (cut == std::string::npos) return c_.source;
-      path.resize(cut);
-    }
-  }
   [[noreturn]] void fail(const std::string& path, const std::string& what) const {
-    throw ConfigError(where(path) + ": " + path + ": " + what);
+    throw ConfigError(keyMessage(c_, path, what));
   }
   std::string warning(const std::string& path, const std::string& what) const {
-    return where(path) + ": " + path + ": " + what;
+    return keyMessage(c_, path, what);
   }
 
  private:
@@ -971,6 +962,22 @@ Config parseConfig(const std::string& yaml, const std::string& source, const Loa
 
 Config loadConfig(const std::string& path, const LoadOptions& options) {
   return parseConfig(readFile(path), path, options);
+}
+
+std::string keyMessage(const Config& c, std::string path, const std::string& what) {
+  const std::string key = path;
+  std::string where = c.source;
+  while (true) {
+    auto it = c.locations.find(path);
+    if (it != c.locations.end()) {
+      where = it->second;
+      break;
+    }
+    auto cut = path.find_last_of(".[");
+    if (cut == std::string::npos) break;
+    path.resize(cut);
+  }
+  return where + ": " + key + ": " + what;
 }
 
 void checkWorld(const Config& c, int64_t world) {

@@ -238,6 +238,11 @@ void checkWorld(const Config& config, int64_t world);
 // The resolved config as YAML that loads back to the same values.
 std::string toYaml(const Config& config);
 
+// "LOCATION: key.path: what", located at the key, else its nearest located ancestor, else the
+// file: the one format of every config-related message (checks here, run-directory and data
+// mismatches in the trainer).
+std::string keyMessage(const Config& config, std::string path, const std::string& what);
+
 // One line: model, steps, methods.
 std::string summary(const Config& config);
 

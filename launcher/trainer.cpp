@@ -154,10 +154,10 @@ class ImageData : public RunData {
  private:
   static void check(const nn::ImageLoader& l, const Config& c, const char* key) {
     if (l.pixelsPerImage() != c.model.input) {
-      auto it = c.locations.find("model.input");
-      throw ConfigError((it != c.locations.end() ? it->second : c.source) +
-                        ": model.input: " + std::to_string(c.model.input) + " inputs, but the " +
-                        key + " images have " + std::to_string(l.pixelsPerImage()) + " pixels");
+      throw ConfigError(keyMessage(c, "model.input",
+                                   std::to_string(c.model.input) + " inputs, but the " + key +
+                                       " images have " + std::to_string(l.pixelsPerImage()) +
+                                       " pixels"));
     }
     l.checkLabels(c.model.classes);
   }
@@ -204,11 +204,6 @@ nn::OptimizerSettings optimizerSettings(const Config& c) {
 // Files a run writes; --overwrite removes exactly these, nothing else in the directory.
 const char* const kRunFiles[] = {"config.yaml", "metrics.jsonl"};
 
-std::string locate(const Config& c, const std::string& key) {
-  auto it = c.locations.find(key);
-  return (it != c.locations.end() ? it->second : c.source) + ": " + key + ": ";
-}
-
 // Refuses, before any work, to write over a run that is already there.
 void checkRunDir(const Config& c, bool overwrite) {
   const fs::path dir(c.run.out_dir);
@@ -216,9 +211,11 @@ void checkRunDir(const Config& c, bool overwrite) {
   std::error_code ec;
   for (const char* f : kRunFiles) existing |= fs::exists(dir / f, ec);
   if (existing && !overwrite)
-    throw ConfigError(locate(c, "run.out_dir") + c.run.out_dir +
-                      " already holds a run (config.yaml/metrics.jsonl); pass --overwrite to "
-                      "replace it, or set another run.out_dir (e.g. --set run.out_dir=runs/new)");
+    throw ConfigError(keyMessage(c, "run.out_dir",
+                                 c.run.out_dir +
+                                     " already holds a run (config.yaml/metrics.jsonl); pass "
+                                     "--overwrite to replace it, or set another run.out_dir "
+                                     "(e.g. --set run.out_dir=runs/new)"));
 }
 
 void prepareRunDir(const Config& c) {
@@ -226,25 +223,25 @@ void prepareRunDir(const Config& c) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec)
-    throw ConfigError(locate(c, "run.out_dir") + "cannot create " + c.run.out_dir + ": " +
-                      ec.message());
+    throw ConfigError(
+        keyMessage(c, "run.out_dir", "cannot create " + c.run.out_dir + ": " + ec.message()));
   for (const char* f : kRunFiles) {
     fs::remove(dir / f, ec);
     if (ec)
-      throw ConfigError(locate(c, "run.out_dir") + "cannot replace " + (dir / f).string() + ": " +
-                        ec.message());
+      throw ConfigError(keyMessage(c, "run.out_dir",
+                                   "cannot replace " + (dir / f).string() + ": " + ec.message()));
   }
   // The resolved config, written whole before it replaces anything.
   const fs::path tmp = dir / ".config.yaml.tmp";
   {
     std::ofstream o(tmp);
     o << "# resolved from " << c.source << "\n" << toYaml(c);
-    if (!o) throw ConfigError(locate(c, "run.out_dir") + "cannot write " + tmp.string());
+    if (!o) throw ConfigError(keyMessage(c, "run.out_dir", "cannot write " + tmp.string()));
   }
   fs::rename(tmp, dir / "config.yaml", ec);
   if (ec)
-    throw ConfigError(locate(c, "run.out_dir") + "cannot write " + (dir / "config.yaml").string() +
-                      ": " + ec.message());
+    throw ConfigError(keyMessage(
+        c, "run.out_dir", "cannot write " + (dir / "config.yaml").string() + ": " + ec.message()));
 }
 
 }  // namespace
@@ -281,7 +278,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   const fs::path metrics_path = fs::path(c.run.out_dir) / "metrics.jsonl";
   std::ofstream metrics(metrics_path);
   if (!metrics)
-    throw ConfigError(locate(c, "run.out_dir") + "cannot write " + metrics_path.string());
+    throw ConfigError(keyMessage(c, "run.out_dir", "cannot write " + metrics_path.string()));
   // Lines go out whole; a failed write (disk full) ends the run with its reason.
   auto writeMetrics = [&](const char* line) {
     metrics << line << "\n" << std::flush;

@@ -205,15 +205,8 @@ double sumSquares(const Stream& s, const float* x, int64_t n) {
   Scratch partial(s, K * sizeof(double));
   launch(s, K, bodies::SumSquaresPartial{partial.as<double>(), x, n}, bodies::kNormChunk);
   std::vector<double> host(K);
-  if (s.device().isCuda()) {
-    Storage h(Device::cpu(), K * sizeof(double));
-    copy(s, Tensor(partial.storage, DType::U8, {static_cast<int64_t>(K * sizeof(double))}),
-         Tensor(h, DType::U8, {static_cast<int64_t>(K * sizeof(double))}));
-    s.synchronize();
-    std::copy_n(static_cast<const double*>(h.data()), K, host.begin());
-  } else {
-    std::copy_n(partial.as<double>(), K, host.begin());
-  }
+  copyBytes(s, host.data(), Device::cpu(), partial.as<double>(), s.device(), K * sizeof(double));
+  s.synchronize();
   double total = 0;
   for (double v : host) total += v;
   return total;
