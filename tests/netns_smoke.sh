@@ -2,8 +2,7 @@
 # Real throttling: two hosts as network namespaces on 100 Mbit/s tc-shaped links
 # (scripts/netns/cluster.sh), ranks launched into them through scripts/netns/exec.sh, UCX on
 # TCP only (with shared memory it would bypass the shaping). The fastest of three 16 MiB
-# all-reduces must take
-# bytes / bandwidth within 25%. Skipped (exit 77) unless root with working `ip netns` and tc.
+# all-reduces must take bytes / bandwidth within 25%. Skipped (exit 77) unless root with working `ip netns` and tc.
 # Usage: netns_smoke.sh MPIEXEC PROBE SOURCE_DIR
 set -u
 mpiexec=$1
