@@ -23,11 +23,13 @@ int64_t CompressedAllReduce::wireBytesPerRank(int64_t n) const {
   return 2 * (comm_.size() - 1) * slotBytes(n);
 }
 
-std::shared_ptr<Work> CompressedAllReduce::allReduceAsync(float* data, int64_t n, ReduceOp op) {
-  return worker_.submit([=, this] { run(data, n, op); });
+std::shared_ptr<Work> CompressedAllReduce::allReduceAsync(float* data, int64_t n, ReduceOp op,
+                                                          int slot) {
+  if (error_feedback_) residuals_[slot];  // the map changes only on the caller's thread
+  return worker_.submit([=, this] { run(data, n, op, slot); });
 }
 
-void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op) {
+void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op, int slot) {
   const int64_t p = comm_.size(), shard = shardSize(n);
   const int64_t bytes = static_cast<int64_t>(runtime::encodedBytes(spec_, shard));
   const int64_t enc = slotBytes(n);
@@ -38,13 +40,15 @@ void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op) {
   x.resize(p * shard);
   std::copy_n(data, n, x.begin());
   std::fill(x.begin() + n, x.end(), 0.0f);
+  std::vector<float>* residual = nullptr;
   if (error_feedback_) {
-    if (residual_.empty()) residual_.assign(n, 0.0f);
-    if (static_cast<int64_t>(residual_.size()) != n)
-      LB_THROW(CommError, "error feedback needs the same tensor size on every call (" +
-                              std::to_string(residual_.size()) + " then " + std::to_string(n) +
+    residual = &residuals_.find(slot)->second;
+    if (residual->empty()) residual->assign(n, 0.0f);
+    if (static_cast<int64_t>(residual->size()) != n)
+      LB_THROW(CommError, "error feedback needs the same tensor size on every call of a slot (" +
+                              std::to_string(residual->size()) + " then " + std::to_string(n) +
                               ")");
-    for (int64_t i = 0; i < n; ++i) x[i] += residual_[i];
+    for (int64_t i = 0; i < n; ++i) x[i] += (*residual)[i];
   }
   std::vector<uint8_t>& send = send_;
   std::vector<uint8_t>& recv = recv_;
@@ -57,7 +61,7 @@ void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op) {
     sent.resize(p * shard);
     for (int64_t j = 0; j < p; ++j)
       runtime::decode(host, spec_, send.data() + j * enc, shard, sent.data() + j * shard);
-    for (int64_t i = 0; i < n; ++i) residual_[i] = x[i] - sent[i];
+    for (int64_t i = 0; i < n; ++i) (*residual)[i] = x[i] - sent[i];
   }
   comm_.allToAllBytesAsync(send.data(), recv.data(), enc)->wait();
   std::vector<float>& reduced = reduced_;

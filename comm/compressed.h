@@ -6,9 +6,11 @@
 // Error: each element differs from the exact f32 sum by at most the codec's bound (codec.h) of
 // each rank's contribution plus that of the reduced value.
 // Error feedback (optional): the quantisation error of this rank's contribution is kept and
-// added to the next call's input (same n on every call).
+// added to the next call's input with the same `slot` (one slot per tensor that is reduced
+// repeatedly, e.g. per fragment; same n on every call of a slot).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -22,23 +24,25 @@ class CompressedAllReduce {
  public:
   CompressedAllReduce(Communicator& comm, runtime::CodecSpec spec, bool error_feedback = false);
   // Host memory; runs on this object's worker thread, in call order.
-  std::shared_ptr<Work> allReduceAsync(float* data, int64_t n, ReduceOp op = ReduceOp::Sum);
-  void allReduce(float* data, int64_t n, ReduceOp op = ReduceOp::Sum) {
-    allReduceAsync(data, n, op)->wait();
+  std::shared_ptr<Work> allReduceAsync(float* data, int64_t n, ReduceOp op = ReduceOp::Sum,
+                                       int slot = 0);
+  void allReduce(float* data, int64_t n, ReduceOp op = ReduceOp::Sum, int slot = 0) {
+    allReduceAsync(data, n, op, slot)->wait();
   }
   // Values per shard and encoded bytes one rank sends per call for a tensor of n values.
   int64_t shardSize(int64_t n) const;
   int64_t wireBytesPerRank(int64_t n) const;
   int64_t slotBytes(int64_t n) const;  // one encoded shard on the wire, aligned
-  const std::vector<float>& residual() const { return residual_; }
+  // Error-feedback residual of `slot` (empty before its first call); read it between calls.
+  const std::vector<float>& residual(int slot = 0) { return residuals_[slot]; }
 
  private:
-  void run(float* data, int64_t n, ReduceOp op);
+  void run(float* data, int64_t n, ReduceOp op, int slot);
 
   Communicator& comm_;
   runtime::CodecSpec spec_;
   bool error_feedback_;
-  std::vector<float> residual_;
+  std::map<int, std::vector<float>> residuals_;
   std::vector<float> x_, reduced_;  // buffers of the worker thread, kept between calls
   std::vector<uint8_t> send_, recv_;
   SerialWorker worker_;  // last: stops before the members its tasks use

@@ -85,16 +85,12 @@ int validate(const std::vector<std::string>& files, const std::vector<std::strin
 
 int runTrain(const std::string& file, const std::vector<std::string>& overrides,
              const TrainOptions& options, const Streams& io) {
-  if (io.ctx.world > 1)
-    throw ConfigError(
-        "train: this version trains on one process; start it without mpiexec/srun "
-        "(got a world of " +
-        std::to_string(io.ctx.world) + " ranks)");
   LoadOptions load;
   load.overrides = overrides;
-  load.world = 1;
+  load.world = io.ctx.world;
   Config config = loadConfig(file, load);
-  for (const std::string& w : config.warnings) io.err << "warning: " << w << "\n";
+  if (!io.quiet())
+    for (const std::string& w : config.warnings) io.err << "warning: " << w << "\n";
   train(config, options, io.out);
   return kExitOk;
 }

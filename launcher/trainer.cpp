@@ -10,13 +10,18 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 
+#include "comm/mpi_communicator.h"
+#include "comm/mpi_runtime.h"
+#include "comm/topology.h"
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "nn/mlp.h"
 #include "nn/optimizer.h"
 #include "runtime/kernels.h"
+#include "schedules/strategy.h"
 
 namespace lowband::launcher {
 
@@ -64,10 +69,10 @@ class RunData {
 
 class TokenData : public RunData {
  public:
-  TokenData(const Config& c)
+  TokenData(const Config& c, int rank, int world)
       : batch_(c.data.batch_size),
         seq_(c.model.seq_len),
-        train_(nn::expandGlob(c.data.train), c.model.vocab, batch_, seq_, c.run.seed, 0, 1),
+        train_(nn::expandGlob(c.data.train), c.model.vocab, batch_, seq_, c.run.seed, rank, world),
         inputs_(batch_ * seq_),
         targets_(batch_ * seq_) {
     if (!c.data.val.empty())
@@ -108,9 +113,9 @@ class TokenData : public RunData {
 
 class ImageData : public RunData {
  public:
-  ImageData(const Config& c)
+  ImageData(const Config& c, int rank, int world)
       : batch_(c.data.batch_size),
-        train_(c.data.train, c.data.train_labels, batch_, c.run.seed, 0, 1),
+        train_(c.data.train, c.data.train_labels, batch_, c.run.seed, rank, world),
         inputs_(batch_ * train_.pixelsPerImage()),
         labels_(batch_) {
     check(train_, c, "data.train");
@@ -244,43 +249,137 @@ void prepareRunDir(const Config& c) {
         c, "run.out_dir", "cannot write " + (dir / "config.yaml").string() + ": " + ec.message()));
 }
 
+schedules::SyncSettings syncSettings(const Config& c, int replica) {
+  const OuterSyncConfig& o = c.sync.outer;
+  schedules::SyncSettings s;
+  s.method = static_cast<schedules::OuterMethod>(static_cast<int>(o.method));
+  s.bucket_bytes = static_cast<int64_t>(c.comm.bucket.bytes);
+  s.H = o.H;
+  s.fragments = o.method == OuterMethod::StreamingDiloco ? o.resolvedFragments(c.model) : 1;
+  s.strided = o.pattern == FragmentPattern::Strided;
+  s.embeddings_own = o.embeddings == EmbeddingPlacement::Own;
+  s.overlap = o.overlap_per_replica.empty() ? o.overlap : o.overlap_per_replica.at(replica);
+  s.alpha = o.alpha;
+  s.codec = {static_cast<runtime::Codec>(static_cast<int>(o.codec)), o.codec_block, o.topk_ratio};
+  s.error_feedback = o.error_feedback;
+  s.optimizer = static_cast<schedules::OuterOptimizer>(static_cast<int>(o.optimizer.kind));
+  s.lr = o.optimizer.lr;
+  s.momentum = o.optimizer.momentum;
+  s.penalty = static_cast<schedules::GapPenalty>(static_cast<int>(o.penalty));
+  s.penalty_divisor = o.penalty_divisor;
+  s.penalty_eps = o.penalty_eps;
+  s.clip = static_cast<schedules::ClipMode>(static_cast<int>(o.clip.mode));
+  s.clip_threshold = o.clip.threshold;
+  return s;
+}
+
+std::vector<comm::TierSpec> tierSpecs(const Config& c) {
+  std::vector<comm::TierSpec> tiers;
+  for (const TierConfig& t : c.topology.tiers)
+    tiers.push_back({t.name, t.size.ranks, t.bandwidth.bytes_per_s, t.latency.seconds});
+  return tiers;
+}
+
+// Every rank learns whether set-up failed anywhere: the failing rank rethrows its own error,
+// the others stop with a note (rank 0's error is the one printed), so none is left waiting in
+// a collective.
+void agree(comm::Communicator& world, std::exception_ptr error) {
+  float failed = error ? 1.0f : 0.0f;
+  world.allReduce(&failed, 1);
+  if (error) std::rethrow_exception(error);
+  if (failed > 0)
+    throw ConfigError("run set-up failed on " + std::to_string(static_cast<int>(failed)) +
+                      " other rank(s); see rank 0's error");
+}
+
+struct NullBuffer : std::streambuf {
+  int overflow(int c) override { return c; }
+};
+
 }  // namespace
 
-TrainResult train(const Config& c, const TrainOptions& options, std::ostream& out) {
+TrainResult train(const Config& c, const TrainOptions& options, std::ostream& out_lead) {
   const auto start = Clock::now();
-  if (!options.dry_run) checkRunDir(c, options.overwrite);
+  comm::MpiRuntime::instance();  // main() has started MPI; tests and benches may not have
+  comm::MpiCommunicator world(
+      MPI_COMM_WORLD, "world",
+      std::chrono::milliseconds(static_cast<int64_t>(c.comm.timeout.seconds * 1e3)));
+  const int rank = world.rank(), ranks = world.size();
+  NullBuffer null_buffer;
+  std::ostream null_stream(&null_buffer);
+  std::ostream& out = rank == 0 ? out_lead : null_stream;  // rank 0 speaks for the job
+
+  std::exception_ptr setup_error;
+  try {
+    if (rank == 0 && !options.dry_run) checkRunDir(c, options.overwrite);
+  } catch (...) {
+    setup_error = std::current_exception();
+  }
+  agree(world, setup_error);
   const runtime::DeviceSelection device = runtime::selectDevice(c.device);
   out << "device: " << device.reason << "\n";
   runtime::Stream stream(device.device);
 
   std::unique_ptr<RunData> data;
-  if (c.model.kind == ModelKind::Gpt)
-    data = std::make_unique<TokenData>(c);
-  else
-    data = std::make_unique<ImageData>(c);
+  try {
+    if (c.model.kind == ModelKind::Gpt)
+      data = std::make_unique<TokenData>(c, rank, ranks);
+    else
+      data = std::make_unique<ImageData>(c, rank, ranks);
+  } catch (...) {
+    setup_error = std::current_exception();
+  }
+  agree(world, setup_error);
   std::unique_ptr<nn::Model> model = buildModel(c, device.device);
-  model->params().initialize(static_cast<uint64_t>(c.run.seed), stream);
-  nn::Optimizer optimizer(model->params(), optimizerSettings(c));
+  nn::ParamStore& params = model->params();
+  params.initialize(static_cast<uint64_t>(c.run.seed), stream);  // the same on every rank
+  nn::Optimizer optimizer(params, optimizerSettings(c));
+
+  comm::Topology topology(world, tierSpecs(c), static_cast<int>(c.topology.ranks_per_host),
+                          c.topology.emulate);
+  const int outer_tier = std::max(0, topology.tierIndex(c.sync.outer.tier));
+  schedules::ReplicaGroups groups(topology, world, outer_tier);
+  std::unique_ptr<schedules::Strategy> strategy =
+      schedules::makeStrategy(syncSettings(c, groups.replicaIndex()), params, groups);
+  model->setGradsReadyHook([&](int group) { strategy->onGradsReady(group); });
   const double peak = runtime::measureGemmPeak(stream);
 
   out << "model: " << model->describe() << "\n";
-  out << "data: " << data->describe() << "\n";
+  out << "data: " << data->describe() << (ranks > 1 ? " per rank" : "") << "\n";
   out << "optimizer: " << enumName(c.optimizer.kind) << " lr " << c.optimizer.lr << ", warmup "
       << c.optimizer.warmup << ", " << enumName(c.optimizer.schedule) << " to "
       << c.optimizer.min_lr_ratio << " x lr, grad clip " << c.optimizer.grad_clip << "\n";
+  out << "world: " << ranks << " rank(s) on " << topology.hosts() << " host(s); tiers:";
+  for (int i = 0; i < topology.levels(); ++i)
+    out << " " << topology.tier(i).name << " x" << topology.tierSize(i) << " ("
+        << format(Bandwidth{topology.tier(i).bandwidth}) << ", "
+        << format(Duration{topology.tier(i).latency}) << ")";
+  out << (c.topology.emulate ? ", emulated" : "") << "\n";
+  out << "sync: " << groups.replicas() << " replica(s) of " << groups.replica().size()
+      << " rank(s) across '" << topology.tier(outer_tier).name << "'; inner "
+      << enumName(c.sync.inner.method) << "; outer " << strategy->describe() << "\n";
   out << "threads: " << omp_get_max_threads() << ", GEMM peak " << static_cast<int>(peak)
       << " GFLOP/s; run: " << c.run.steps << " steps -> " << c.run.out_dir << "\n";
   TrainResult result;
   result.gemm_peak_gflops = peak;
   if (options.dry_run) return result;
 
-  prepareRunDir(c);
+  std::ofstream metrics;
   const fs::path metrics_path = fs::path(c.run.out_dir) / "metrics.jsonl";
-  std::ofstream metrics(metrics_path);
-  if (!metrics)
-    throw ConfigError(keyMessage(c, "run.out_dir", "cannot write " + metrics_path.string()));
+  try {
+    if (rank == 0) {
+      prepareRunDir(c);
+      metrics.open(metrics_path);
+      if (!metrics)
+        throw ConfigError(keyMessage(c, "run.out_dir", "cannot write " + metrics_path.string()));
+    }
+  } catch (...) {
+    setup_error = std::current_exception();
+  }
+  agree(world, setup_error);
   // Lines go out whole; a failed write (disk full) ends the run with its reason.
-  auto writeMetrics = [&](const char* line) {
+  auto writeMetrics = [&](const std::string& line) {
+    if (rank != 0) return;
     metrics << line << "\n" << std::flush;
     if (!metrics)
       LB_THROW(TrainingError,
@@ -288,9 +387,19 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   };
   const double flops_per_step =
       model->flopsPerPosition() * static_cast<double>(data->positionsPerBatch());
+  std::vector<float> saved(static_cast<std::size_t>(params.size()));
   auto evaluate = [&](int64_t step) {
     if (!data->hasValidation()) return;
-    const RunData::Eval e = data->evaluate(*model, stream, c.run.eval_batches);
+    // On theta_global (the outer state) where the method keeps one; then back to the replica's.
+    float* theta = params.params().data<float>();
+    std::copy_n(theta, params.size(), saved.data());
+    strategy->evalParams(theta);
+    RunData::Eval e = data->evaluate(*model, stream, c.run.eval_batches);
+    std::copy_n(saved.data(), params.size(), theta);
+    float sums[2] = {static_cast<float>(e.loss), static_cast<float>(e.accuracy)};
+    world.allReduce(sums, 2, comm::ReduceOp::Avg);  // replicas may differ (outer none)
+    e.loss = sums[0];
+    e.accuracy = e.accuracy >= 0 ? sums[1] : -1;
     result.val_loss = e.loss;
     result.val_accuracy = e.accuracy;
     char line[160];
@@ -311,10 +420,13 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   auto window_start = Clock::now();
   int64_t window_steps = 0, window_all = 0, bad_in_a_row = 0;  // updated / all steps
   double window_loss = 0;
+  std::map<std::string, comm::OpTraffic> last_traffic = topology.tierTraffic();
   for (int64_t step = 0; step < c.run.steps; ++step) {
-    runtime::fill(stream, model->params().grads(), 0.0f);
+    runtime::fill(stream, params.grads(), 0.0f);
     const float loss = model->forward(stream, data->next());
     model->backward(stream);
+    strategy->beforeOptimizerStep();
+    // The norm of the replica's mean gradient: every rank of a replica agrees on a skip.
     const double norm = optimizer.gradientNorm(stream);
     ++window_all;
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
@@ -334,31 +446,64 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
       ++window_steps;
       ++result.steps;
     }
-    // Logging and evaluation happen on their steps even when that step was skipped.
+    strategy->afterOptimizerStep(step);  // on skipped steps too: collectives stay matched
     const bool last = step + 1 == c.run.steps;
-    if (((step + 1) % c.run.log_every == 0 || last) && window_steps > 0) {
+    if (last) strategy->finish();
+    // Logging and evaluation happen on their steps even when that step was skipped.
+    if ((step + 1) % c.run.log_every == 0 || last) {
       stream.synchronize();
+      float sums[2] = {static_cast<float>(window_loss), static_cast<float>(window_steps)};
+      world.allReduce(sums, 2);  // the loss of the whole job, not only rank 0's
+      const double mean_loss = sums[1] > 0 ? sums[0] / sums[1] : std::nan("");
       const double dt = secondsSince(window_start);
       const double per_step = dt / static_cast<double>(window_all);
-      const double tokens_per_s = static_cast<double>(data->positionsPerBatch()) / per_step;
+      const double tokens_per_s = static_cast<double>(data->positionsPerBatch()) * ranks / per_step;
       const double mfu = flops_per_step / per_step / (peak * 1e9);
       const double eta = per_step * static_cast<double>(c.run.steps - step - 1);
-      char line[256];
-      std::snprintf(
-          line, sizeof line,
+      const schedules::SyncStats& sync = strategy->stats();
+      const std::map<std::string, comm::OpTraffic> traffic = topology.tierTraffic();
+      std::string tiers_json, tiers_text;
+      for (const auto& [tier, t] : traffic) {
+        const double step_bytes =
+            (t.bytes_sent - last_traffic[tier].bytes_sent) / static_cast<double>(window_all);
+        char part[200];
+        std::snprintf(part, sizeof part,
+                      "%s\"%s\":{\"bytes_per_step\":%.0f,\"bytes\":%.0f,\"blocked_s\":%.4f}",
+                      tiers_json.empty() ? "" : ",", tier.c_str(), step_bytes, t.bytes_sent,
+                      t.blocked_s);
+        tiers_json += part;
+        if (t.bytes_sent > 0)
+          tiers_text +=
+              " | " + tier + " " + format(ByteSize{static_cast<uint64_t>(step_bytes)}) + "/step";
+        result.tier_bytes[tier] = t.bytes_sent;
+      }
+      last_traffic = traffic;
+      std::string outer_json;
+      for (int64_t n : sync.fragment_steps) {
+        if (!outer_json.empty()) outer_json += ',';
+        outer_json += std::to_string(n);
+      }
+      std::string line(512 + tiers_json.size() + outer_json.size(), '\0');
+      line.resize(std::snprintf(
+          line.data(), line.size(),
           "{\"step\":%lld,\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens_per_s\":%s,"
-          "\"mfu\":%s,\"elapsed_s\":%.3f}",
-          static_cast<long long>(step + 1), json(window_loss / window_steps, "%.6f").c_str(),
+          "\"mfu\":%s,\"elapsed_s\":%.3f,\"tiers\":{%s},\"comm_blocked_s\":%.4f,"
+          "\"comm_hidden_fraction\":%.4f,\"outer_steps\":[%s]}",
+          static_cast<long long>(step + 1), json(mean_loss, "%.6f").c_str(),
           json(optimizer.lrAt(step), "%.6g").c_str(), json(norm, "%.6g").c_str(),
-          json(tokens_per_s, "%.1f").c_str(), json(mfu, "%.4f").c_str(), secondsSince(train_start));
+          json(tokens_per_s, "%.1f").c_str(), json(mfu, "%.4f").c_str(), secondsSince(train_start),
+          tiers_json.c_str(), sync.blocked_s, sync.hiddenFraction(), outer_json.c_str()));
       writeMetrics(line);
-      std::snprintf(
-          line, sizeof line,
-          "step %lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | MFU %.0f%% | ETA %s",
-          static_cast<long long>(step + 1), static_cast<long long>(c.run.steps),
-          window_loss / window_steps, optimizer.lrAt(step), norm, tokens_per_s, mfu * 100,
-          duration(eta).c_str());
-      out << line << "\n" << std::flush;
+      char text[256];
+      std::snprintf(text, sizeof text,
+                    "step %lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | MFU %.0f%%",
+                    static_cast<long long>(step + 1), static_cast<long long>(c.run.steps),
+                    mean_loss, optimizer.lrAt(step), norm, tokens_per_s, mfu * 100);
+      out << text << tiers_text;
+      if (ranks > 1)
+        out << " | comm hidden " << static_cast<int>(std::lround(sync.hiddenFraction() * 100))
+            << "%";
+      out << " | ETA " << duration(eta) << "\n" << std::flush;
       result.tokens_per_s = tokens_per_s;
       result.mfu = mfu;
       window_start = Clock::now();
@@ -369,12 +514,16 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     if ((c.run.eval_every > 0 && (step + 1) % c.run.eval_every == 0 && !last)) evaluate(step + 1);
   }
   evaluate(c.run.steps);
+  const schedules::SyncStats& sync = strategy->stats();
+  result.comm_blocked_s = sync.blocked_s;
+  result.comm_hidden_fraction = sync.hiddenFraction();
+  result.outer_steps = sync.outer_steps;
   result.wall_s = secondsSince(start);
   out << "done: " << result.steps << " steps in " << duration(result.wall_s) << ", final loss "
       << result.final_loss;
   if (result.val_loss >= 0) out << ", val loss " << result.val_loss;
   if (result.val_accuracy >= 0) out << ", accuracy " << result.val_accuracy * 100 << "%";
-  out << "; metrics in " << (fs::path(c.run.out_dir) / "metrics.jsonl").string() << "\n";
+  out << "; metrics in " << metrics_path.string() << "\n";
   return result;
 }
 

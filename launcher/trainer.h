@@ -1,8 +1,11 @@
-// `lowband train`: one process trains the configured model on its data (multi-rank
-// synchronisation comes with the schedules). Writes the resolved config and metrics.jsonl to
-// run.out_dir; refuses to write over an existing run unless told to.
+// `lowband train`: every rank of the MPI world (one process without mpiexec) trains the
+// configured model on its own share of the data, synchronised by the configured schedules
+// (sync.inner / sync.outer over the topology's tiers). Rank 0 writes the resolved config and
+// metrics.jsonl to run.out_dir and prints; it refuses to write over an existing run unless
+// told to.
 #pragma once
 
+#include <map>
 #include <ostream>
 #include <string>
 
@@ -28,6 +31,10 @@ struct TrainResult {
   double mfu = 0;  // of the measured GEMM peak
   double gemm_peak_gflops = 0;
   double wall_s = 0;
+  std::map<std::string, double> tier_bytes;  // bytes rank 0 sent per tier
+  double comm_blocked_s = 0;                 // rank 0 waiting for exchanges
+  double comm_hidden_fraction = 1;
+  int64_t outer_steps = 0;
 };
 
 // Throws ConfigError (bad config or run directory), nn::DataError (bad data) or

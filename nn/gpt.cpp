@@ -163,8 +163,10 @@ void Gpt::backward(const Stream& s) {
                    3 * C, false);
     layerNormBackward(s, dres, dw("ln1.w"), dw("ln1.b"), dbtc, x, w("ln1.w"), a[y.ln1_mean],
                       a[y.ln1_rstd], N, C);
+    gradsReady(static_cast<int>(l));
   }
   embeddingBackward(s, g("wte"), g("wpe"), dres, tokens, B, T, C);
+  gradsReady(kEmbeddingGroup);  // wte (tied head), wpe and lnf are complete only now
 }
 
 std::vector<float> Gpt::logits(const Stream& s) {

@@ -105,6 +105,7 @@ void Mlp::backward(const Stream& s) {
     float* din = i == 0 ? nullptr : dcur;  // no gradient for the input images
     linearBackward(s, din, params_.grad(layerName(i, "w")), params_.grad(layerName(i, "b")), dout,
                    in, params_.param(layerName(i, "w")), N, width(i), width(i + 1), false);
+    gradsReady(static_cast<int>(i));
     if (i == 0) break;
     if (shape_.activation == MlpActivation::Relu)
       reluBackward(s, dnext, a[pre_[i - 1]], dcur, N * width(i));

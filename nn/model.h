@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,13 +28,25 @@ class Model {
   // Runs the forward pass, keeps what backward needs, and returns the mean loss (waits for
   // the stream). With targets == nullptr only logits are computed and 0 is returned.
   virtual float forward(const runtime::Stream& stream, const Batch& batch) = 0;
-  // grads += d(mean loss)/d(params) of the last forward.
+  // grads += d(mean loss)/d(params) of the last forward. Calls the gradients-ready hook once
+  // per parameter group (ParamStore groups) as soon as backward has finished writing that
+  // group's gradients (its kernels are issued on `stream`), so a caller can start reducing
+  // them while the earlier layers' backward still runs.
   virtual void backward(const runtime::Stream& stream) = 0;
+  void setGradsReadyHook(std::function<void(int group)> hook) { grads_ready_ = std::move(hook); }
   // Logits of the last forward on the host: [rows * seq, classes] (for tests and evaluation).
   virtual std::vector<float> logits(const runtime::Stream& stream) = 0;
   // Floating-point operations of one forward + backward per predicted position (for MFU).
   virtual double flopsPerPosition() const = 0;
   virtual std::string describe() const = 0;
+
+ protected:
+  void gradsReady(int group) const {
+    if (grads_ready_) grads_ready_(group);
+  }
+
+ private:
+  std::function<void(int group)> grads_ready_;
 };
 
 }  // namespace lowband::nn

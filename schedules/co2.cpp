@@ -1,0 +1,122 @@
+#include "schedules/co2.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+namespace lowband::schedules {
+
+Co2::Co2(const SyncSettings& settings, nn::ParamStore& params, ReplicaGroups& groups)
+    : s_(settings),
+      params_(params),
+      groups_(groups),
+      grads_(params, groups.replica(), settings.bucket_bytes, stats_) {
+  plan_ = planFragments(params, 1, true, false, s_.H);
+  shard_ =
+      std::make_unique<FragmentShard>(plan_[0], groups.replica().rank(), groups.replica().size());
+  const auto n = static_cast<std::size_t>(shard_->stride());
+  xo_.assign(n, 0.0f);
+  shard_->gatherOwn(params.params().data<float>(), xo_.data());
+  xprev_ = xo_;
+  m_.assign(n, 0.0f);
+  snap_[0].assign(n, 0.0f);
+  snap_[1].assign(n, 0.0f);
+  stats_.fragment_steps.assign(1, 0);
+  codec_ = makeCodec(s_, groups.across());
+}
+
+std::string Co2::describe() const {
+  char text[160];
+  std::snprintf(text, sizeof text, "co2 H %lld, lr %g, beta %g, penalty %s, clip %s, codec %s",
+                static_cast<long long>(s_.H), s_.lr, s_.momentum,
+                s_.penalty == GapPenalty::Gap        ? "gap"
+                : s_.penalty == GapPenalty::Constant ? "constant"
+                                                     : "none",
+                s_.clip == ClipMode::Off     ? "off"
+                : s_.clip == ClipMode::Value ? "value"
+                                             : "norm",
+                runtime::codecName(s_.codec.codec));
+  return text;
+}
+
+void Co2::applyStale(const float* xbar) {
+  const int64_t own = shard_->own();
+  const float beta = static_cast<float>(s_.momentum), lr = static_cast<float>(s_.lr);
+  const float phi = static_cast<float>(s_.clip_threshold);
+  const float eps = static_cast<float>(s_.penalty_eps);
+  const float inv_divisor = static_cast<float>(1.0 / s_.penalty_divisor);
+  for (int64_t i = 0; i < own; ++i) {
+    const float delta = xprev_[i] - xbar[i];
+    float lambda = 1.0f;
+    if (s_.penalty == GapPenalty::Gap)
+      lambda = 1.0f / (1.0f + std::fabs(xo_[i] - xprev_[i]) / (eps + update_mean_));
+    else if (s_.penalty == GapPenalty::Constant)
+      lambda = inv_divisor;
+    m_[i] = beta * m_[i] + lambda * delta;
+    if (s_.clip == ClipMode::Value) m_[i] = std::clamp(m_[i], -phi, phi);
+  }
+  // Whole-model sums over the replica's shards: ||m||^2 and sum |m|.
+  float sums[2] = {0, 0};
+  for (int64_t i = 0; i < own; ++i) {
+    sums[0] += m_[i] * m_[i];
+    sums[1] += std::fabs(m_[i]);
+  }
+  groups_.replica().allReduce(sums, 2);
+  float scale = 1.0f;
+  if (s_.clip == ClipMode::Norm && std::sqrt(sums[0]) > phi) scale = phi / std::sqrt(sums[0]);
+  for (int64_t i = 0; i < own; ++i) {
+    m_[i] *= scale;
+    xprev_[i] = xo_[i];
+    xo_[i] -= lr * m_[i];
+  }
+  // u: the running mean of the mean |update| per element.
+  const double u = lr * scale * sums[1] / static_cast<double>(shard_->packedSize());
+  ++updates_;
+  update_mean_ += static_cast<float>((u - update_mean_) / static_cast<double>(updates_));
+  ++stats_.outer_steps;
+  ++stats_.fragment_steps[0];
+}
+
+void Co2::setReplicaParams() {
+  shard_->allGatherInto(groups_.replica(), xo_.data(), scratch_, params_.params().data<float>(),
+                        0.0f);
+}
+
+void Co2::afterOptimizerStep(int64_t step) {
+  if ((step + 1) % s_.H != 0) return;
+  const int landing = in_flight_;
+  if (landing >= 0) land(exchange_, stats_);
+  const int next = landing == 0 ? 1 : 0;
+  shard_->gatherOwn(params_.params().data<float>(), snap_[next].data());
+  exchange_ = startMean(groups_.across(), codec_.get(), snap_[next].data(), shard_->own(), 0);
+  in_flight_ = next;
+  if (landing >= 0)
+    applyStale(snap_[landing].data());
+  else
+    xprev_ = xo_;  // round 0: x_o(1) = x_o(0)
+  ++rounds_;
+  setReplicaParams();
+}
+
+void Co2::finish() {
+  if (in_flight_ < 0) return;
+  land(exchange_, stats_);
+  applyStale(snap_[in_flight_].data());
+  in_flight_ = -1;
+  setReplicaParams();
+}
+
+void Co2::evalParams(float* out) {
+  std::copy_n(params_.params().data<float>(), params_.size(), out);
+  shard_->allGatherInto(groups_.replica(), xo_.data(), scratch_, out, 0.0f);
+}
+
+std::vector<StateBuffer> Co2::state() {
+  const int64_t own = shard_->own();
+  return {{"outer", xo_.data(), own},
+          {"outer_prev", xprev_.data(), own},
+          {"momentum", m_.data(), own},
+          {"update_mean", &update_mean_, 1}};
+}
+
+}  // namespace lowband::schedules

@@ -1,0 +1,139 @@
+#include "schedules/diloco.h"
+
+#include <algorithm>
+
+namespace lowband::schedules {
+
+StreamingDiloco::StreamingDiloco(const SyncSettings& settings, nn::ParamStore& params,
+                                 ReplicaGroups& groups)
+    : s_(settings),
+      params_(params),
+      groups_(groups),
+      average_params_(settings.method == OuterMethod::LocalSgd),
+      grads_(params, groups.replica(), settings.bucket_bytes, stats_) {
+  const bool streaming = s_.method == OuterMethod::StreamingDiloco;
+  if (!streaming) {
+    s_.fragments = 1;
+    s_.embeddings_own = false;
+    s_.overlap = 0;
+  }
+  if (s_.overlap < 0 || (s_.overlap > 0 && s_.overlap >= s_.H))
+    LB_THROW(ScheduleError, "overlap " + std::to_string(s_.overlap) +
+                                " must be in [0, H = " + std::to_string(s_.H) + ")");
+  plan_ = planFragments(params, s_.fragments, s_.strided, s_.embeddings_own, s_.H);
+  frags_.resize(plan_.size());
+  const float* theta = params.params().data<float>();
+  for (std::size_t p = 0; p < plan_.size(); ++p) {
+    FragmentState& f = frags_[p];
+    f.shard =
+        std::make_unique<FragmentShard>(plan_[p], groups.replica().rank(), groups.replica().size());
+    f.delta.assign(f.shard->stride(), 0.0f);
+    if (!average_params_) {
+      f.global.assign(f.shard->stride(), 0.0f);
+      f.shard->gatherOwn(theta, f.global.data());  // every replica starts from the same init
+      if (s_.optimizer == OuterOptimizer::Nesterov) f.v.assign(f.shard->stride(), 0.0f);
+    }
+  }
+  stats_.fragment_steps.assign(plan_.size(), 0);
+  codec_ = makeCodec(s_, groups.across());
+}
+
+std::string StreamingDiloco::describe() const {
+  std::string d = s_.method == OuterMethod::LocalSgd ? "local_sgd"
+                  : s_.method == OuterMethod::Diloco ? "diloco"
+                                                     : "streaming_diloco";
+  d += " H " + std::to_string(s_.H);
+  if (s_.method == OuterMethod::StreamingDiloco)
+    d += ", " + std::to_string(plan_.size()) + " fragments, overlap " + std::to_string(s_.overlap);
+  d += ", codec " + std::string(runtime::codecName(s_.codec.codec));
+  return d;
+}
+
+void StreamingDiloco::start(int p, int64_t t) {
+  FragmentState& f = frags_[p];
+  const int64_t own = f.shard->own();
+  f.shard->gatherOwn(params_.params().data<float>(), f.delta.data());
+  if (!average_params_)  // Delta = theta_global - theta_local
+    for (int64_t i = 0; i < own; ++i) f.delta[i] = f.global[i] - f.delta[i];
+  f.exchange = startMean(groups_.across(), codec_.get(), f.delta.data(), own, p);
+  f.due = t + s_.overlap;
+  in_flight_.push_back(p);
+}
+
+void StreamingDiloco::landFragment(int p) {
+  FragmentState& f = frags_[p];
+  land(f.exchange, stats_);
+  const int64_t own = f.shard->own();
+  const float lr = static_cast<float>(s_.lr), mu = static_cast<float>(s_.momentum);
+  float* next = f.delta.data();  // theta~ (local_sgd: the mean, already in place)
+  if (!average_params_) {
+    float* g = f.global.data();
+    const float* d = f.delta.data();
+    switch (s_.optimizer) {
+      case OuterOptimizer::Nesterov:
+        for (int64_t i = 0; i < own; ++i) {
+          f.v[i] = mu * f.v[i] + d[i];
+          g[i] -= lr * (d[i] + mu * f.v[i]);
+        }
+        break;
+      case OuterOptimizer::Sgd:
+        for (int64_t i = 0; i < own; ++i) g[i] -= lr * d[i];
+        break;
+      case OuterOptimizer::Average:
+        for (int64_t i = 0; i < own; ++i) g[i] -= d[i];
+        break;
+    }
+    next = g;
+  }
+  const float keep = s_.overlap > 0 ? static_cast<float>(s_.alpha) : 0.0f;
+  f.shard->allGatherInto(groups_.replica(), next, scratch_, params_.params().data<float>(), keep);
+  ++stats_.fragment_steps[p];
+  ++stats_.outer_steps;
+}
+
+void StreamingDiloco::afterOptimizerStep(int64_t step) {
+  const int64_t t = step + 1;
+  // Exchanges due now land first (in start order), then fragments due now start.
+  while (!in_flight_.empty() && frags_[in_flight_.front()].due <= t) {
+    const int p = in_flight_.front();
+    in_flight_.pop_front();
+    landFragment(p);
+  }
+  for (std::size_t p = 0; p < plan_.size(); ++p) {
+    if (!plan_[p].syncsAt(t, s_.H)) continue;
+    start(static_cast<int>(p), t);
+    if (s_.overlap == 0) {
+      in_flight_.pop_back();
+      landFragment(static_cast<int>(p));
+    }
+  }
+}
+
+void StreamingDiloco::finish() {
+  while (!in_flight_.empty()) {
+    const int p = in_flight_.front();
+    in_flight_.pop_front();
+    landFragment(p);
+  }
+}
+
+void StreamingDiloco::evalParams(float* out) {
+  const float* theta = params_.params().data<float>();
+  std::copy_n(theta, params_.size(), out);
+  if (average_params_) return;
+  for (FragmentState& f : frags_)
+    f.shard->allGatherInto(groups_.replica(), f.global.data(), scratch_, out, 0.0f);
+}
+
+std::vector<StateBuffer> StreamingDiloco::state() {
+  std::vector<StateBuffer> out;
+  for (std::size_t p = 0; p < frags_.size(); ++p) {
+    FragmentState& f = frags_[p];
+    const std::string prefix = "fragment" + std::to_string(p) + ".";
+    if (!f.global.empty()) out.push_back({prefix + "global", f.global.data(), f.shard->own()});
+    if (!f.v.empty()) out.push_back({prefix + "momentum", f.v.data(), f.shard->own()});
+  }
+  return out;
+}
+
+}  // namespace lowband::schedules

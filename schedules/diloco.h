@@ -1,0 +1,68 @@
+// Outer methods that synchronise parameters every H inner steps, fragment by fragment
+// (DESIGN.md §5). One rank holds, per fragment p, only its shard (fragments.h) of the outer
+// state and exchanges only that shard across replicas (M replicas, r = this replica):
+//   local_sgd:  every H steps  theta_local = (1/M) sum_r theta_local,r          (one fragment)
+//   diloco:     every H steps  Delta = (1/M) sum_r (theta_global - theta_local,r)
+//               nesterov: v = mu v + Delta; theta_global -= lr (Delta + mu v)
+//               sgd:      theta_global -= lr Delta;   average: theta_global -= Delta
+//               theta_local = theta_global                                    (one fragment)
+//   streaming_diloco: fragment p syncs at steps t >= H with (t - t_p) mod H == 0:
+//               Delta_p as above, encoded with the codec and averaged with f32 accumulation
+//               (comm/compressed.h), started at t and awaited after step t + tau of this
+//               replica; then theta~ = OuterOpt(theta_global,p, Delta_p), theta_global,p = theta~,
+//               theta_local,p = alpha theta_local,p + (1 - alpha) theta~     (tau >= 1)
+//               theta_local,p = theta~                                         (tau = 0)
+// With tau = 0 no local progress happens during the exchange, so there is nothing to mix and
+// alpha does not apply: P = 1, tau = 0 is diloco exactly. Evaluation uses theta_global.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "comm/compressed.h"
+#include "schedules/fragments.h"
+#include "schedules/gradient_sync.h"
+#include "schedules/strategy.h"
+
+namespace lowband::schedules {
+
+class StreamingDiloco : public Strategy {
+ public:
+  StreamingDiloco(const SyncSettings& settings, nn::ParamStore& params, ReplicaGroups& groups);
+  std::string describe() const override;
+  void onGradsReady(int group) override { grads_.onGradsReady(group); }
+  void beforeOptimizerStep() override { grads_.wait(); }
+  void afterOptimizerStep(int64_t step) override;
+  void finish() override;
+  void evalParams(float* out) override;
+  std::vector<StateBuffer> state() override;
+  const SyncStats& stats() const override { return stats_; }
+  const std::vector<Fragment>& fragments() const { return plan_; }
+
+ private:
+  struct FragmentState {
+    std::unique_ptr<FragmentShard> shard;
+    std::vector<float> global;  // theta_global shard (stride floats; padding stays 0)
+    std::vector<float> v;       // nesterov momentum shard
+    std::vector<float> delta;   // exchanged shard
+    Exchange exchange;
+    int64_t due = 0;  // step after which the exchange lands
+  };
+  void start(int p, int64_t t);
+  void landFragment(int p);
+
+  SyncSettings s_;
+  nn::ParamStore& params_;
+  ReplicaGroups& groups_;
+  bool average_params_;  // local_sgd: exchange parameters, not outer gradients
+  SyncStats stats_;
+  GradientSync grads_;
+  std::vector<Fragment> plan_;
+  std::vector<FragmentState> frags_;
+  std::deque<int> in_flight_;  // fragments, in start order
+  std::vector<float> scratch_;
+  std::unique_ptr<comm::CompressedAllReduce> codec_;
+};
+
+}  // namespace lowband::schedules

@@ -1,0 +1,74 @@
+#include "schedules/gradient_sync.h"
+
+namespace lowband::schedules {
+
+using Clock = std::chrono::steady_clock;
+
+Exchange startExchange(std::shared_ptr<comm::Work> work) { return {std::move(work), Clock::now()}; }
+
+Exchange startMean(comm::Communicator& comm, comm::CompressedAllReduce* codec, float* data,
+                   int64_t n, int slot) {
+  return startExchange(codec ? codec->allReduceAsync(data, n, comm::ReduceOp::Avg, slot)
+                             : comm.allReduceAsync(data, n, comm::ReduceOp::Avg));
+}
+
+std::unique_ptr<comm::CompressedAllReduce> makeCodec(const SyncSettings& s,
+                                                     comm::Communicator& comm) {
+  if (s.codec.codec == runtime::Codec::None) return nullptr;
+  return std::make_unique<comm::CompressedAllReduce>(comm, s.codec, s.error_feedback);
+}
+
+void land(Exchange& e, SyncStats& stats) {
+  if (!e) return;
+  const auto t0 = Clock::now();
+  e.work->wait();
+  const auto t1 = Clock::now();
+  stats.blocked_s += std::chrono::duration<double>(t1 - t0).count();
+  stats.in_flight_s += std::chrono::duration<double>(t1 - e.start).count();
+  e = {};
+}
+
+GradientSync::GradientSync(nn::ParamStore& params, comm::Communicator& comm, int64_t bucket_bytes,
+                           SyncStats& stats)
+    : params_(params), comm_(comm), stats_(stats) {
+  if (comm.size() == 1) return;
+  // Backward finishes the groups from the end of the buffer towards its start, so buckets are
+  // cut from the end: the first bucket to fill is the first to go.
+  const std::vector<GroupSpan> spans = groupSpans(params);
+  const int64_t limit = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(sizeof(float)));
+  for (auto it = spans.rbegin(); it != spans.rend(); ++it) {
+    if (buckets_.empty() || buckets_.back().span.end - buckets_.back().span.begin >= limit)
+      buckets_.push_back({it->span, 0, 0, {}, false});
+    Bucket& b = buckets_.back();
+    b.span.begin = it->span.begin;
+    ++b.groups;
+    bucket_of_group_[it->group] = static_cast<int>(buckets_.size()) - 1;
+  }
+}
+
+void GradientSync::start(Bucket& b) {
+  b.started = true;
+  b.exchange = startExchange(comm_.allReduceAsync(params_.grads().data<float>() + b.span.begin,
+                                                  b.span.end - b.span.begin, comm::ReduceOp::Avg));
+}
+
+void GradientSync::onGradsReady(int group) {
+  auto it = bucket_of_group_.find(group);
+  if (it == bucket_of_group_.end()) return;
+  Bucket& b = buckets_[it->second];
+  if (++b.ready == b.groups && !b.started) start(b);
+}
+
+void GradientSync::wait() {
+  // Issue order must match on all ranks: buckets are started in the same (backward) order
+  // everywhere; one the model did not report is started here, in bucket order.
+  for (Bucket& b : buckets_)
+    if (!b.started) start(b);
+  for (Bucket& b : buckets_) {
+    land(b.exchange, stats_);
+    b.started = false;
+    b.ready = 0;
+  }
+}
+
+}  // namespace lowband::schedules

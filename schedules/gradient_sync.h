@@ -1,0 +1,63 @@
+// Inner ddp: gradients averaged over a communicator every step, in buckets of about
+// `bucket_bytes` made of whole parameter groups (contiguous in the flat gradient buffer). A
+// bucket's all-reduce starts as soon as backward has finished all its groups, so it runs while
+// the backward of earlier layers still computes; wait() starts any bucket not started yet and
+// waits for all of them:  g = (1 / N) sum over the communicator's ranks of g_r.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "comm/compressed.h"
+#include "nn/param_store.h"
+#include "schedules/fragments.h"
+#include "schedules/strategy.h"
+
+namespace lowband::schedules {
+
+// An exchange in flight, timed from its start to the end of the wait that landed it.
+struct Exchange {
+  std::shared_ptr<comm::Work> work;
+  std::chrono::steady_clock::time_point start;
+  explicit operator bool() const { return work != nullptr; }
+};
+Exchange startExchange(std::shared_ptr<comm::Work> work);
+// Starts the mean over `comm` of data[0, n) in place: f32, or encoded through `codec` when
+// it is given (`slot` keys its error feedback).
+Exchange startMean(comm::Communicator& comm, comm::CompressedAllReduce* codec, float* data,
+                   int64_t n, int slot);
+// The compressed all-reduce of the settings' codec over `comm`, or null for codec none.
+std::unique_ptr<comm::CompressedAllReduce> makeCodec(const SyncSettings& s,
+                                                     comm::Communicator& comm);
+// Waits for `e`, adds the wait to stats.blocked_s and the time since its start to
+// stats.in_flight_s, and clears it.
+void land(Exchange& e, SyncStats& stats);
+
+class GradientSync {
+ public:
+  GradientSync(nn::ParamStore& params, comm::Communicator& comm, int64_t bucket_bytes,
+               SyncStats& stats);
+  void onGradsReady(int group);
+  void wait();
+  int buckets() const { return static_cast<int>(buckets_.size()); }
+
+ private:
+  struct Bucket {
+    Span span;
+    int groups = 0, ready = 0;
+    Exchange exchange;
+    bool started = false;
+  };
+  void start(Bucket& b);
+
+  nn::ParamStore& params_;
+  comm::Communicator& comm_;
+  SyncStats& stats_;
+  std::vector<Bucket> buckets_;
+  std::map<int, int> bucket_of_group_;
+};
+
+}  // namespace lowband::schedules

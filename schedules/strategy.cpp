@@ -1,0 +1,94 @@
+#include "schedules/strategy.h"
+
+#include "comm/hierarchical.h"
+#include "schedules/co2.h"
+#include "schedules/diloco.h"
+#include "schedules/gradient_sync.h"
+
+namespace lowband::schedules {
+
+ReplicaGroups::ReplicaGroups(comm::Topology& topology, comm::Communicator& world, int outer_tier) {
+  const int L = topology.levels(), t = outer_tier;
+  if (t < 0 || t >= L)
+    LB_THROW(ScheduleError, "outer tier index " + std::to_string(t) + " outside the " +
+                                std::to_string(L) + " tiers");
+  // Levels [begin, end) as one communicator: none -> local, one -> that tier's (counted,
+  // emulated) link, more -> hierarchical over them with `flat` for the rest.
+  auto over = [&](int begin, int end, comm::Communicator* flat,
+                  const char* name) -> comm::Communicator* {
+    if (begin == end) {
+      owned_.push_back(std::make_unique<comm::LocalCommunicator>());
+    } else if (end - begin == 1) {
+      return &topology.level(begin);
+    } else {
+      std::vector<comm::Communicator*> levels;
+      for (int i = begin; i < end; ++i) levels.push_back(&topology.level(i));
+      owned_.push_back(std::make_unique<comm::HierarchicalCommunicator>(levels, flat, name));
+    }
+    return owned_.back().get();
+  };
+  replica_ = over(0, t, t > 0 ? &topology.inner(t) : nullptr, "replica");
+  across_ = over(t, L, &topology.outer(t), "across replicas");
+  world_ = over(0, L, &world, "world");
+  for (int i = L - 1; i >= t; --i) {
+    replica_index_ =
+        replica_index_ * static_cast<int>(topology.tierSize(i)) + topology.coordinate(i);
+    replicas_ *= static_cast<int>(topology.tierSize(i));
+  }
+}
+
+namespace {
+
+// outer none (replicas never meet) and ddp (gradients averaged over the whole world).
+class DataParallel : public Strategy {
+ public:
+  DataParallel(const SyncSettings& s, nn::ParamStore& params, ReplicaGroups& groups)
+      : params_(params),
+        world_(s.method == OuterMethod::Ddp),
+        grads_(params, world_ ? groups.world() : groups.replica(), s.bucket_bytes, stats_) {
+    stats_.fragment_steps.assign(1, 0);
+  }
+  std::string describe() const override {
+    return std::string(world_ ? "ddp over all ranks" : "no outer sync (replicas train alone)") +
+           ", " + std::to_string(grads_.buckets()) + " gradient buckets";
+  }
+  void onGradsReady(int group) override { grads_.onGradsReady(group); }
+  void beforeOptimizerStep() override { grads_.wait(); }
+  void afterOptimizerStep(int64_t) override {}
+  void finish() override {}
+  void evalParams(float* out) override {
+    std::copy_n(params_.params().data<float>(), params_.size(), out);
+  }
+  std::vector<StateBuffer> state() override { return {}; }
+  const SyncStats& stats() const override { return stats_; }
+
+ private:
+  nn::ParamStore& params_;
+  bool world_;
+  SyncStats stats_;
+  GradientSync grads_;
+};
+
+}  // namespace
+
+std::unique_ptr<Strategy> makeStrategy(const SyncSettings& settings, nn::ParamStore& params,
+                                       ReplicaGroups& groups) {
+  if (params.device().isCuda() && groups.world().size() > 1)
+    LB_THROW(ScheduleError,
+             "the schedules exchange host memory; multi-rank training on a GPU needs the NCCL "
+             "path, which this version does not have yet (use device: cpu)");
+  switch (settings.method) {
+    case OuterMethod::None:
+    case OuterMethod::Ddp:
+      return std::make_unique<DataParallel>(settings, params, groups);
+    case OuterMethod::LocalSgd:
+    case OuterMethod::Diloco:
+    case OuterMethod::StreamingDiloco:
+      return std::make_unique<StreamingDiloco>(settings, params, groups);
+    case OuterMethod::Co2:
+      return std::make_unique<Co2>(settings, params, groups);
+  }
+  LB_THROW(ScheduleError, "unknown outer method");
+}
+
+}  // namespace lowband::schedules

@@ -1,0 +1,117 @@
+// How replicas synchronise (DESIGN.md §5). Ranks form replicas: the outer tier splits the
+// world into replica groups; inside a replica gradients are averaged every step (inner ddp),
+// across replicas only by the outer method. The trainer drives a Strategy through these hooks,
+// on every rank, in this order per step:
+//   model backward -> onGradsReady(group) per parameter group (set as the model's hook)
+//   beforeOptimizerStep()      gradients are the replica's mean when it returns
+//   optimizer step (or a skipped step: the hooks run either way, so collectives stay matched)
+//   afterOptimizerStep(step)   outer synchronisation of the parameters
+// and finish() once after the last step (in-flight exchanges landed and applied).
+// Strategies speak only comm::Communicator; every rank of a replica group calls the same hooks
+// in the same order, which is what keeps the collectives of all ranks matched.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "comm/topology.h"
+#include "nn/param_store.h"
+#include "runtime/codec.h"
+#include "runtime/error.h"
+
+namespace lowband::schedules {
+
+LB_DEFINE_ERROR(ScheduleError, "schedules");
+
+enum class OuterMethod { None, Ddp, LocalSgd, Diloco, StreamingDiloco, Co2 };
+enum class OuterOptimizer { Nesterov, Sgd, Average };
+enum class GapPenalty { Gap, Constant, None };
+enum class ClipMode { Off, Value, Norm };
+
+struct SyncSettings {
+  OuterMethod method = OuterMethod::Ddp;
+  int64_t bucket_bytes = 25'000'000;  // inner ddp gradient buckets
+  int64_t H = 100;                    // inner steps per outer round
+  // streaming_diloco
+  int64_t fragments = 1;
+  bool strided = true;          // block b in fragment b mod P; else contiguous runs of blocks
+  bool embeddings_own = false;  // non-block parameters in their own fragment (else fragment 0)
+  int64_t overlap = 0;          // tau of this rank's replica
+  double alpha = 0.5;
+  runtime::CodecSpec codec;  // outer exchange
+  bool error_feedback = false;
+  // outer optimizer (diloco, streaming_diloco; co2 uses lr and momentum as lr_outer, beta)
+  OuterOptimizer optimizer = OuterOptimizer::Nesterov;
+  double lr = 0.7;
+  double momentum = 0.9;
+  // co2
+  GapPenalty penalty = GapPenalty::Gap;
+  double penalty_divisor = 2.0;
+  double penalty_eps = 1e-8;
+  ClipMode clip = ClipMode::Off;
+  double clip_threshold = 1.0;
+};
+
+// Time the training thread spent waiting for exchanges, and how long they were in flight.
+struct SyncStats {
+  double blocked_s = 0;                 // waiting in hooks for exchanges to land
+  double in_flight_s = 0;               // from each exchange's start to the end of its wait
+  int64_t outer_steps = 0;              // outer updates applied (all fragments)
+  std::vector<int64_t> fragment_steps;  // per fragment (streaming), else one entry
+  // Fraction of exchange time hidden behind compute: 1 - blocked / in flight (1 with none).
+  double hiddenFraction() const {
+    return in_flight_s > 0 ? std::max(0.0, 1.0 - blocked_s / in_flight_s) : 1.0;
+  }
+};
+
+// A named state buffer on the host (checkpointing): outer state shards, momenta.
+struct StateBuffer {
+  std::string name;
+  float* data = nullptr;
+  int64_t size = 0;
+};
+
+// The communicators of one rank's replica layout over a Topology.
+class ReplicaGroups {
+ public:
+  // `outer_tier` indexes topology tiers; a replica is the group of ranks below it (one rank
+  // when it is tier 0). `world` spans the topology's ranks in rank order. Collective.
+  ReplicaGroups(comm::Topology& topology, comm::Communicator& world, int outer_tier);
+  comm::Communicator& replica() { return *replica_; }  // ranks of this replica
+  comm::Communicator& across() { return *across_; }    // same position in every replica
+  comm::Communicator& world() { return *world_; }      // every rank (outer ddp)
+  int replicaIndex() const { return replica_index_; }
+  int replicas() const { return replicas_; }
+
+ private:
+  std::vector<std::unique_ptr<comm::Communicator>> owned_;
+  comm::Communicator* replica_ = nullptr;
+  comm::Communicator* across_ = nullptr;
+  comm::Communicator* world_ = nullptr;
+  int replica_index_ = 0, replicas_ = 1;
+};
+
+class Strategy {
+ public:
+  virtual ~Strategy() = default;
+  virtual std::string describe() const = 0;
+  virtual void onGradsReady(int group) = 0;
+  virtual void beforeOptimizerStep() = 0;
+  virtual void afterOptimizerStep(int64_t step) = 0;  // step: 0-based index of the step done
+  virtual void finish() = 0;
+  // Writes the parameters evaluation uses (theta_global; the replica's own where there is no
+  // outer state) into `out` (params().size() floats). Collective over the replica.
+  virtual void evalParams(float* out) = 0;
+  virtual std::vector<StateBuffer> state() = 0;
+  virtual const SyncStats& stats() const = 0;
+};
+
+// The strategy of `settings.method` for `params` (host memory) over `groups`.
+std::unique_ptr<Strategy> makeStrategy(const SyncSettings& settings, nn::ParamStore& params,
+                                       ReplicaGroups& groups);
+
+}  // namespace lowband::schedules
