@@ -7,10 +7,10 @@
 namespace lowband::schedules {
 
 Co2::Co2(const SyncSettings& settings, nn::ParamStore& params, ReplicaGroups& groups)
-    : s_(settings),
+    : GradientAveraging(params, groups.replica(), settings.bucket_bytes),
+      s_(settings),
       params_(params),
-      groups_(groups),
-      grads_(params, groups.replica(), settings.bucket_bytes, stats_) {
+      groups_(groups) {
   plan_ = planFragments(params, 1, true, false, s_.H);
   shard_ =
       std::make_unique<FragmentShard>(plan_[0], groups.replica().rank(), groups.replica().size());

@@ -24,17 +24,14 @@
 
 namespace lowband::schedules {
 
-class Co2 : public Strategy {
+class Co2 : public GradientAveraging {
  public:
   Co2(const SyncSettings& settings, nn::ParamStore& params, ReplicaGroups& groups);
   std::string describe() const override;
-  void onGradsReady(int group) override { grads_.onGradsReady(group); }
-  void beforeOptimizerStep() override { grads_.wait(); }
   void afterOptimizerStep(int64_t step) override;
   void finish() override;
   void evalParams(float* out) override;
   std::vector<StateBuffer> state() override;
-  const SyncStats& stats() const override { return stats_; }
 
  private:
   void applyStale(const float* xbar);  // the k >= 1 update of x_o from xbar(k-1)
@@ -43,8 +40,6 @@ class Co2 : public Strategy {
   SyncSettings s_;
   nn::ParamStore& params_;
   ReplicaGroups& groups_;
-  SyncStats stats_;
-  GradientSync grads_;
   std::vector<Fragment> plan_;  // one fragment: the whole model
   std::unique_ptr<FragmentShard> shard_;
   std::vector<float> xo_, xprev_, m_, snap_[2], scratch_;

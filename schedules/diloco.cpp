@@ -6,11 +6,11 @@ namespace lowband::schedules {
 
 StreamingDiloco::StreamingDiloco(const SyncSettings& settings, nn::ParamStore& params,
                                  ReplicaGroups& groups)
-    : s_(settings),
+    : GradientAveraging(params, groups.replica(), settings.bucket_bytes),
+      s_(settings),
       params_(params),
       groups_(groups),
-      average_params_(settings.method == OuterMethod::LocalSgd),
-      grads_(params, groups.replica(), settings.bucket_bytes, stats_) {
+      average_params_(settings.method == OuterMethod::LocalSgd) {
   const bool streaming = s_.method == OuterMethod::StreamingDiloco;
   if (!streaming) {
     s_.fragments = 1;

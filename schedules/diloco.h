@@ -27,17 +27,14 @@
 
 namespace lowband::schedules {
 
-class StreamingDiloco : public Strategy {
+class StreamingDiloco : public GradientAveraging {
  public:
   StreamingDiloco(const SyncSettings& settings, nn::ParamStore& params, ReplicaGroups& groups);
   std::string describe() const override;
-  void onGradsReady(int group) override { grads_.onGradsReady(group); }
-  void beforeOptimizerStep() override { grads_.wait(); }
   void afterOptimizerStep(int64_t step) override;
   void finish() override;
   void evalParams(float* out) override;
   std::vector<StateBuffer> state() override;
-  const SyncStats& stats() const override { return stats_; }
   const std::vector<Fragment>& fragments() const { return plan_; }
 
  private:
@@ -56,8 +53,6 @@ class StreamingDiloco : public Strategy {
   nn::ParamStore& params_;
   ReplicaGroups& groups_;
   bool average_params_;  // local_sgd: exchange parameters, not outer gradients
-  SyncStats stats_;
-  GradientSync grads_;
   std::vector<Fragment> plan_;
   std::vector<FragmentState> frags_;
   std::deque<int> in_flight_;  // fragments, in start order

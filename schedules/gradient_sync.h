@@ -60,4 +60,19 @@ class GradientSync {
   std::map<int, int> bucket_of_group_;
 };
 
+// The part every strategy shares: gradients averaged over `comm` each step (inner ddp over
+// the replica, or over the world for outer ddp) and the exchange statistics.
+class GradientAveraging : public Strategy {
+ public:
+  GradientAveraging(nn::ParamStore& params, comm::Communicator& comm, int64_t bucket_bytes)
+      : grads_(params, comm, bucket_bytes, stats_) {}
+  void onGradsReady(int group) override { grads_.onGradsReady(group); }
+  void beforeOptimizerStep() override { grads_.wait(); }
+  const SyncStats& stats() const override { return stats_; }
+
+ protected:
+  SyncStats stats_;
+  GradientSync grads_;
+};
+
 }  // namespace lowband::schedules

@@ -40,33 +40,29 @@ ReplicaGroups::ReplicaGroups(comm::Topology& topology, comm::Communicator& world
 namespace {
 
 // outer none (replicas never meet) and ddp (gradients averaged over the whole world).
-class DataParallel : public Strategy {
+class DataParallel : public GradientAveraging {
  public:
   DataParallel(const SyncSettings& s, nn::ParamStore& params, ReplicaGroups& groups)
-      : params_(params),
-        world_(s.method == OuterMethod::Ddp),
-        grads_(params, world_ ? groups.world() : groups.replica(), s.bucket_bytes, stats_) {
+      : GradientAveraging(params, s.method == OuterMethod::Ddp ? groups.world() : groups.replica(),
+                          s.bucket_bytes),
+        params_(params),
+        world_(s.method == OuterMethod::Ddp) {
     stats_.fragment_steps.assign(1, 0);
   }
   std::string describe() const override {
     return std::string(world_ ? "ddp over all ranks" : "no outer sync (replicas train alone)") +
            ", " + std::to_string(grads_.buckets()) + " gradient buckets";
   }
-  void onGradsReady(int group) override { grads_.onGradsReady(group); }
-  void beforeOptimizerStep() override { grads_.wait(); }
   void afterOptimizerStep(int64_t) override {}
   void finish() override {}
   void evalParams(float* out) override {
     std::copy_n(params_.params().data<float>(), params_.size(), out);
   }
   std::vector<StateBuffer> state() override { return {}; }
-  const SyncStats& stats() const override { return stats_; }
 
  private:
   nn::ParamStore& params_;
   bool world_;
-  SyncStats stats_;
-  GradientSync grads_;
 };
 
 }  // namespace

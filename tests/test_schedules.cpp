@@ -117,6 +117,17 @@ class Schedules : public ::testing::Test {
   }
   // Replicas of 2 ranks where the world allows (sharded outer state), else of 1.
   int replicaRanks() const { return world->size() >= 4 ? 2 : 1; }
+  // The mean over replicas of `mine` (one rank per replica: they agree inside a replica).
+  std::vector<float> replicaMean(const std::vector<float>& mine, int replica_ranks) {
+    const std::vector<float> all = gather(mine);
+    const std::size_t n = mine.size();
+    const int replicas = world->size() / replica_ranks;
+    std::vector<float> mean(n, 0.0f);
+    for (int q = 0; q < replicas; ++q)
+      for (std::size_t j = 0; j < n; ++j) mean[j] += all[q * replica_ranks * n + j];
+    for (float& v : mean) v /= static_cast<float>(replicas);
+    return mean;
+  }
   // Every rank's vector, rank-major.
   std::vector<float> gather(const std::vector<float>& mine) {
     std::vector<float> all(mine.size() * world->size());
@@ -125,6 +136,14 @@ class Schedules : public ::testing::Test {
   }
   std::unique_ptr<comm::MpiCommunicator> world;
 };
+
+// Trains two setups on the same batches, step by step.
+void trainSideBySide(Replica& a, Replica& b, int64_t steps) {
+  for (int64_t i = 0; i < steps; ++i) {
+    a.step(i);
+    b.step(i);
+  }
+}
 
 void expectClose(const std::vector<float>& a, const std::vector<float>& b, float rel,
                  const char* what) {
@@ -201,10 +220,7 @@ TEST_F(Schedules, LocalSgdH1EqualsDdp) {
   ddp_s.method = OuterMethod::Ddp;
   Replica a(*world, replicaRanks(), local, plainSgd());
   Replica b(*world, replicaRanks(), ddp_s, plainSgd());
-  for (int64_t i = 0; i < 3; ++i) {
-    a.step(i);
-    b.step(i);
-  }
+  trainSideBySide(a, b, 3);
   expectClose(a.params(), b.params(), 2e-5f, "local_sgd H=1 vs ddp");
   EXPECT_EQ(a.strategy().stats().outer_steps, 3);
 }
@@ -221,10 +237,7 @@ TEST_F(Schedules, DilocoLr1Mu0EqualsLocalSgd) {
   l.method = OuterMethod::LocalSgd;
   Replica a(*world, replicaRanks(), d, plainSgd());
   Replica b(*world, replicaRanks(), l, plainSgd());
-  for (int64_t i = 0; i < 6; ++i) {
-    a.step(i);
-    b.step(i);
-  }
+  trainSideBySide(a, b, 6);
   expectClose(a.params(), b.params(), 1e-5f, "diloco lr 1 mu 0 vs local_sgd");
   EXPECT_EQ(a.strategy().stats().outer_steps, 3);
 }
@@ -241,10 +254,7 @@ TEST_F(Schedules, StreamingOneFragmentNoOverlapIsDiloco) {
   st.alpha = 0.3;
   Replica a(*world, replicaRanks(), d, adamw());
   Replica b(*world, replicaRanks(), st, adamw());
-  for (int64_t i = 0; i < 7; ++i) {
-    a.step(i);
-    b.step(i);
-  }
+  trainSideBySide(a, b, 7);
   EXPECT_EQ(a.params(), b.params());
 }
 
@@ -261,21 +271,19 @@ TEST_F(Schedules, StreamingFragmentsMatchHandComputedNesterov) {
   s.momentum = 0.9;
   Replica r(*world, replicaRanks(), s, adamw());
   const auto plan = planFragments(r.store(), 2, true, false, s.H);
-  const int ranks = world->size(), k = r.replica_ranks(), replicas = ranks / k;
+  const int k = r.replica_ranks();
   std::vector<float> global = r.params(), v(global.size(), 0.0f), expect;
   for (int64_t i = 0; i < 12; ++i) {
     const int64_t t = i + 1;
     std::vector<float> local;
     r.step(i, [&] { local = r.params(); });
-    const std::vector<float> all = gather(local);  // every rank's theta_local
+    const std::vector<float> mean_local = replicaMean(local, k);
     expect = local;
     for (const Fragment& f : plan) {
       if (!f.syncsAt(t, s.H)) continue;
       for (const Span& sp : f.spans)
         for (int64_t j = sp.begin; j < sp.end; ++j) {
-          float mean = 0;  // over replicas: one rank per replica (they agree inside one)
-          for (int q = 0; q < replicas; ++q) mean += global[j] - all[q * k * local.size() + j];
-          mean /= static_cast<float>(replicas);
+          const float mean = global[j] - mean_local[j];  // mean over replicas of Delta
           v[j] = 0.9f * v[j] + mean;
           global[j] -= 0.7f * (mean + 0.9f * v[j]);
           expect[j] = global[j];
@@ -298,20 +306,14 @@ TEST_F(Schedules, StreamingOverlapMixesWithAlpha) {
   s.alpha = 0.5;
   s.optimizer = OuterOptimizer::Average;
   Replica r(*world, replicaRanks(), s, adamw(), 2);
-  const int ranks = world->size(), k = r.replica_ranks(), replicas = ranks / k;
+  const int k = r.replica_ranks();
   std::vector<float> init = r.params(), mean_at_sync;
   for (int64_t i = 0; i < 5; ++i) {
     std::vector<float> local;
     r.step(i, [&] { local = r.params(); });
     const int64_t t = i + 1;
     if (t == 4) {  // start: mean over replicas of theta_local (average: theta~ = that mean)
-      const std::vector<float> all = gather(local);
-      mean_at_sync.assign(local.size(), 0.0f);
-      for (std::size_t j = 0; j < local.size(); ++j) {
-        for (int q = 0; q < replicas; ++q)
-          mean_at_sync[j] += init[j] - all[q * k * local.size() + j];
-        mean_at_sync[j] = init[j] - mean_at_sync[j] / static_cast<float>(replicas);
-      }
+      mean_at_sync = replicaMean(local, k);
       EXPECT_EQ(r.params(), local) << "nothing lands before t + tau";
     }
     if (t == 5) {
@@ -337,18 +339,13 @@ TEST_F(Schedules, Co2WithoutPenaltyIsOneRoundDelayedAveraging) {
   s.momentum = 0;
   s.lr = 1;
   Replica r(*world, replicaRanks(), s, adamw(), 2);
-  const int ranks = world->size(), k = r.replica_ranks(), replicas = ranks / k;
+  const int k = r.replica_ranks();
   std::vector<float> xo = r.params(), xprev = xo, xbar_prev;
   for (int64_t i = 0; i < 8; ++i) {
     std::vector<float> local;
     r.step(i, [&] { local = r.params(); });
     if ((i + 1) % s.H != 0) continue;
-    const std::vector<float> all = gather(local);
-    std::vector<float> xbar(local.size(), 0.0f);
-    for (std::size_t j = 0; j < local.size(); ++j) {
-      for (int q = 0; q < replicas; ++q) xbar[j] += all[q * k * local.size() + j];
-      xbar[j] /= static_cast<float>(replicas);
-    }
+    const std::vector<float> xbar = replicaMean(local, k);
     std::vector<float> next = xo;
     if (!xbar_prev.empty())
       for (std::size_t j = 0; j < xo.size(); ++j) next[j] = xo[j] - (xprev[j] - xbar_prev[j]);
@@ -377,7 +374,7 @@ TEST_F(Schedules, Co2GapPenaltyAndClipMatchTheEquations) {
   s.momentum = 0.5;
   s.lr = 0.7;
   Replica r(*world, replicaRanks(), s, adamw(), 2);
-  const int ranks = world->size(), k = r.replica_ranks(), replicas = ranks / k;
+  const int k = r.replica_ranks();
   const std::size_t n = r.params().size();
   std::vector<float> xo = r.params(), xprev = xo, m(n, 0.0f), xbar_prev;
   double u = 0;
@@ -387,12 +384,7 @@ TEST_F(Schedules, Co2GapPenaltyAndClipMatchTheEquations) {
     std::vector<float> local;
     r.step(i, [&] { local = r.params(); });
     if ((i + 1) % s.H != 0) continue;
-    const std::vector<float> all = gather(local);
-    std::vector<float> xbar(n, 0.0f);
-    for (std::size_t j = 0; j < n; ++j) {
-      for (int q = 0; q < replicas; ++q) xbar[j] += all[q * k * n + j];
-      xbar[j] /= static_cast<float>(replicas);
-    }
+    const std::vector<float> xbar = replicaMean(local, k);
     if (!xbar_prev.empty()) {
       double abs_sum = 0;
       for (std::size_t j = 0; j < n; ++j) {
