@@ -10,6 +10,7 @@
 #include "comm/mpi_runtime.h"
 #include "launcher/bench.h"
 #include "launcher/bench_comm.h"
+#include "launcher/bench_schedules.h"
 #include "launcher/config.h"
 #include "launcher/trainer.h"
 #include "lowband_build.h"
@@ -129,7 +130,8 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   std::string train_file;
   std::vector<std::string> train_overrides;
   TrainOptions train_options;
-  CLI::App* train_cmd = app.add_subcommand("train", "Train the model of a config (one process)");
+  CLI::App* train_cmd = app.add_subcommand(
+      "train", "Train the model of a config (one process, or every rank under mpiexec/srun)");
   train_cmd->add_option("CONFIG", train_file, "YAML experiment config")
       ->required()
       ->check(CLI::ExistingFile);
@@ -160,6 +162,21 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
       "comm", "Collectives (run under mpiexec): hierarchical vs MPI, codecs, emulated links");
   bench_comm_cmd->add_flag("--quick", comm_bench.quick, "Smaller tensors, fewer repetitions");
   bench_comm_cmd->add_flag("--json", comm_bench.json, "One JSON object per line");
+  ScheduleBenchOptions schedule_bench;
+  CLI::App* bench_schedules_cmd = bench_cmd->add_subcommand(
+      "schedules",
+      "Outer methods (run under mpiexec): val loss and bytes vs ddp at equal tokens; step time "
+      "over an emulated 100 Mbit/s link vs no outer communication");
+  bench_schedules_cmd->add_flag("--quick", schedule_bench.quick,
+                                "Smaller model, fewer steps (a few minutes)");
+  bench_schedules_cmd->add_flag("--json", schedule_bench.json, "One JSON object per line");
+  bench_schedules_cmd->add_option("--study", schedule_bench.study, "quality, overlap or all")
+      ->check(CLI::IsMember({"quality", "overlap", "all"}));
+  bench_schedules_cmd->add_option("--data", schedule_bench.data,
+                                  "Folder with the KJV byte shards (scripts/prepare_kjv.sh)");
+  bench_schedules_cmd->add_option("--out-dir", schedule_bench.out_dir,
+                                  "Where the runs go (replaced)");
+  bench_schedules_cmd->add_flag("--verbose", schedule_bench.verbose, "Print the trainer's output");
 
   // CLI11 reports a mistyped command as a missing one; name it and suggest the closest instead.
   if (!args.empty() && !args[0].empty() && args[0][0] != '-') {
@@ -194,6 +211,10 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   try {
     if (validate_cmd->parsed()) return validate(files, overrides, world, print, io);
     if (train_cmd->parsed()) return runTrain(train_file, train_overrides, train_options, io);
+    if (bench_schedules_cmd->parsed()) {
+      benchSchedules(schedule_bench, out);
+      return kExitOk;
+    }
     if (bench_comm_cmd->parsed()) {
       benchComm(comm_bench, out);
       return kExitOk;

@@ -388,8 +388,10 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   const double flops_per_step =
       model->flopsPerPosition() * static_cast<double>(data->positionsPerBatch());
   std::vector<float> saved(static_cast<std::size_t>(params.size()));
+  double eval_s = 0;
   auto evaluate = [&](int64_t step) {
     if (!data->hasValidation()) return;
+    const auto eval_start = Clock::now();
     // On theta_global (the outer state) where the method keeps one; then back to the replica's.
     float* theta = params.params().data<float>();
     std::copy_n(theta, params.size(), saved.data());
@@ -414,6 +416,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     out << "eval step " << step << ": val loss " << e.loss;
     if (e.accuracy >= 0) out << ", accuracy " << e.accuracy * 100 << "%";
     out << "\n";
+    eval_s += secondsSince(eval_start);
   };
 
   const auto train_start = Clock::now();
@@ -488,11 +491,13 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
           line.data(), line.size(),
           "{\"step\":%lld,\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens_per_s\":%s,"
           "\"mfu\":%s,\"elapsed_s\":%.3f,\"tiers\":{%s},\"comm_blocked_s\":%.4f,"
-          "\"comm_hidden_fraction\":%.4f,\"outer_steps\":[%s]}",
+          "\"comm_hidden_fraction\":%.4f,\"outer_blocked_s\":%.4f,"
+          "\"outer_hidden_fraction\":%.4f,\"outer_steps\":[%s]}",
           static_cast<long long>(step + 1), json(mean_loss, "%.6f").c_str(),
           json(optimizer.lrAt(step), "%.6g").c_str(), json(norm, "%.6g").c_str(),
           json(tokens_per_s, "%.1f").c_str(), json(mfu, "%.4f").c_str(), secondsSince(train_start),
-          tiers_json.c_str(), sync.blocked_s, sync.hiddenFraction(), outer_json.c_str()));
+          tiers_json.c_str(), sync.total().blocked_s, sync.total().hiddenFraction(),
+          sync.outer.blocked_s, sync.outer.hiddenFraction(), outer_json.c_str()));
       writeMetrics(line);
       char text[256];
       std::snprintf(text, sizeof text,
@@ -501,8 +506,8 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
                     mean_loss, optimizer.lrAt(step), norm, tokens_per_s, mfu * 100);
       out << text << tiers_text;
       if (ranks > 1)
-        out << " | comm hidden " << static_cast<int>(std::lround(sync.hiddenFraction() * 100))
-            << "%";
+        out << " | comm hidden "
+            << static_cast<int>(std::lround(sync.total().hiddenFraction() * 100)) << "%";
       out << " | ETA " << duration(eta) << "\n" << std::flush;
       result.tokens_per_s = tokens_per_s;
       result.mfu = mfu;
@@ -513,10 +518,13 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     }
     if ((c.run.eval_every > 0 && (step + 1) % c.run.eval_every == 0 && !last)) evaluate(step + 1);
   }
+  result.train_s = secondsSince(train_start) - eval_s;
   evaluate(c.run.steps);
   const schedules::SyncStats& sync = strategy->stats();
-  result.comm_blocked_s = sync.blocked_s;
-  result.comm_hidden_fraction = sync.hiddenFraction();
+  result.comm_blocked_s = sync.total().blocked_s;
+  result.comm_hidden_fraction = sync.total().hiddenFraction();
+  result.outer_blocked_s = sync.outer.blocked_s;
+  result.outer_hidden_fraction = sync.outer.hiddenFraction();
   result.outer_steps = sync.outer_steps;
   result.wall_s = secondsSince(start);
   out << "done: " << result.steps << " steps in " << duration(result.wall_s) << ", final loss "

@@ -31,9 +31,12 @@ struct TrainResult {
   double mfu = 0;  // of the measured GEMM peak
   double gemm_peak_gflops = 0;
   double wall_s = 0;
+  double train_s = 0;                        // the training steps alone (no set-up, no evaluation)
   std::map<std::string, double> tier_bytes;  // bytes rank 0 sent per tier
   double comm_blocked_s = 0;                 // rank 0 waiting for exchanges
   double comm_hidden_fraction = 1;
+  double outer_blocked_s = 0;  // of that, waiting for exchanges across replicas
+  double outer_hidden_fraction = 1;
   int64_t outer_steps = 0;
 };
 

@@ -85,7 +85,7 @@ void Co2::setReplicaParams() {
 void Co2::afterOptimizerStep(int64_t step) {
   if ((step + 1) % s_.H != 0) return;
   const int landing = in_flight_;
-  if (landing >= 0) land(exchange_, stats_);
+  if (landing >= 0) land(exchange_, stats_.outer);
   const int next = landing == 0 ? 1 : 0;
   shard_->gatherOwn(params_.params().data<float>(), snap_[next].data());
   exchange_ = startMean(groups_.across(), codec_.get(), snap_[next].data(), shard_->own(), 0);
@@ -100,7 +100,7 @@ void Co2::afterOptimizerStep(int64_t step) {
 
 void Co2::finish() {
   if (in_flight_ < 0) return;
-  land(exchange_, stats_);
+  land(exchange_, stats_.outer);
   applyStale(snap_[in_flight_].data());
   in_flight_ = -1;
   setReplicaParams();

@@ -62,7 +62,7 @@ void StreamingDiloco::start(int p, int64_t t) {
 
 void StreamingDiloco::landFragment(int p) {
   FragmentState& f = frags_[p];
-  land(f.exchange, stats_);
+  land(f.exchange, stats_.outer);
   const int64_t own = f.shard->own();
   const float lr = static_cast<float>(s_.lr), mu = static_cast<float>(s_.momentum);
   float* next = f.delta.data();  // theta~ (local_sgd: the mean, already in place)

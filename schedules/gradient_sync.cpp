@@ -18,7 +18,7 @@ std::unique_ptr<comm::CompressedAllReduce> makeCodec(const SyncSettings& s,
   return std::make_unique<comm::CompressedAllReduce>(comm, s.codec, s.error_feedback);
 }
 
-void land(Exchange& e, SyncStats& stats) {
+void land(Exchange& e, ExchangeTime& stats) {
   if (!e) return;
   const auto t0 = Clock::now();
   e.work->wait();
@@ -29,8 +29,8 @@ void land(Exchange& e, SyncStats& stats) {
 }
 
 GradientSync::GradientSync(nn::ParamStore& params, comm::Communicator& comm, int64_t bucket_bytes,
-                           SyncStats& stats)
-    : params_(params), comm_(comm), stats_(stats) {
+                           ExchangeTime& time)
+    : params_(params), comm_(comm), time_(time) {
   if (comm.size() == 1) return;
   // Backward finishes the groups from the end of the buffer towards its start, so buckets are
   // cut from the end: the first bucket to fill is the first to go.
@@ -65,7 +65,7 @@ void GradientSync::wait() {
   for (Bucket& b : buckets_)
     if (!b.started) start(b);
   for (Bucket& b : buckets_) {
-    land(b.exchange, stats_);
+    land(b.exchange, time_);
     b.started = false;
     b.ready = 0;
   }

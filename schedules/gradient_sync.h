@@ -32,14 +32,14 @@ Exchange startMean(comm::Communicator& comm, comm::CompressedAllReduce* codec, f
 // The compressed all-reduce of the settings' codec over `comm`, or null for codec none.
 std::unique_ptr<comm::CompressedAllReduce> makeCodec(const SyncSettings& s,
                                                      comm::Communicator& comm);
-// Waits for `e`, adds the wait to stats.blocked_s and the time since its start to
-// stats.in_flight_s, and clears it.
-void land(Exchange& e, SyncStats& stats);
+// Waits for `e`, adds the wait to time.blocked_s and the time since its start to
+// time.in_flight_s, and clears it.
+void land(Exchange& e, ExchangeTime& time);
 
 class GradientSync {
  public:
   GradientSync(nn::ParamStore& params, comm::Communicator& comm, int64_t bucket_bytes,
-               SyncStats& stats);
+               ExchangeTime& time);
   void onGradsReady(int group);
   void wait();
   int buckets() const { return static_cast<int>(buckets_.size()); }
@@ -55,7 +55,7 @@ class GradientSync {
 
   nn::ParamStore& params_;
   comm::Communicator& comm_;
-  SyncStats& stats_;
+  ExchangeTime& time_;
   std::vector<Bucket> buckets_;
   std::map<int, int> bucket_of_group_;
 };
@@ -64,8 +64,11 @@ class GradientSync {
 // the replica, or over the world for outer ddp) and the exchange statistics.
 class GradientAveraging : public Strategy {
  public:
-  GradientAveraging(nn::ParamStore& params, comm::Communicator& comm, int64_t bucket_bytes)
-      : grads_(params, comm, bucket_bytes, stats_) {}
+  // `across_replicas`: the gradients go across replicas (outer ddp), so their time counts
+  // as outer exchange time.
+  GradientAveraging(nn::ParamStore& params, comm::Communicator& comm, int64_t bucket_bytes,
+                    bool across_replicas = false)
+      : grads_(params, comm, bucket_bytes, across_replicas ? stats_.outer : stats_.inner) {}
   void onGradsReady(int group) override { grads_.onGradsReady(group); }
   void beforeOptimizerStep() override { grads_.wait(); }
   const SyncStats& stats() const override { return stats_; }

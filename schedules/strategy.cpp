@@ -44,7 +44,7 @@ class DataParallel : public GradientAveraging {
  public:
   DataParallel(const SyncSettings& s, nn::ParamStore& params, ReplicaGroups& groups)
       : GradientAveraging(params, s.method == OuterMethod::Ddp ? groups.world() : groups.replica(),
-                          s.bucket_bytes),
+                          s.bucket_bytes, s.method == OuterMethod::Ddp),
         params_(params),
         world_(s.method == OuterMethod::Ddp) {
     stats_.fragment_steps.assign(1, 0);

@@ -11,6 +11,7 @@
 // in the same order, which is what keeps the collectives of all ranks matched.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -57,14 +58,22 @@ struct SyncSettings {
 };
 
 // Time the training thread spent waiting for exchanges, and how long they were in flight.
-struct SyncStats {
-  double blocked_s = 0;                 // waiting in hooks for exchanges to land
-  double in_flight_s = 0;               // from each exchange's start to the end of its wait
-  int64_t outer_steps = 0;              // outer updates applied (all fragments)
-  std::vector<int64_t> fragment_steps;  // per fragment (streaming), else one entry
+struct ExchangeTime {
+  double blocked_s = 0;    // waiting in hooks for exchanges to land
+  double in_flight_s = 0;  // from each exchange's start to the end of its wait
   // Fraction of exchange time hidden behind compute: 1 - blocked / in flight (1 with none).
   double hiddenFraction() const {
     return in_flight_s > 0 ? std::max(0.0, 1.0 - blocked_s / in_flight_s) : 1.0;
+  }
+};
+
+struct SyncStats {
+  ExchangeTime inner;       // gradient averaging (inner ddp; outer ddp's world all-reduce)
+  ExchangeTime outer;       // parameter exchanges across replicas
+  int64_t outer_steps = 0;  // outer updates applied (all fragments)
+  std::vector<int64_t> fragment_steps;  // per fragment (streaming), else one entry
+  ExchangeTime total() const {
+    return {inner.blocked_s + outer.blocked_s, inner.in_flight_s + outer.in_flight_s};
   }
 };
 
