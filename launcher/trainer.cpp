@@ -298,8 +298,24 @@ struct NullBuffer : std::streambuf {
 
 }  // namespace
 
+// Config values this version accepts but cannot run yet: refused, never silently replaced.
+void checkSupported(const Config& c) {
+  if (c.sync.inner.method != InnerMethod::Ddp)
+    throw ConfigError(keyMessage(c, "sync.inner.method",
+                                 std::string(enumName(c.sync.inner.method)) +
+                                     " (ZeRO sharding) is not built yet; use ddp"));
+  if (!c.sync.inner.codec.empty())
+    throw ConfigError(keyMessage(c, "sync.inner.codec",
+                                 "per-tier gradient codecs are not built yet; remove the key "
+                                 "(gradients are exchanged in f32)"));
+  if (c.comm.backend == CommBackend::Nccl)
+    throw ConfigError(keyMessage(c, "comm.backend",
+                                 "nccl is not wired into training yet; use auto or mpi"));
+}
+
 TrainResult train(const Config& c, const TrainOptions& options, std::ostream& out_lead) {
   const auto start = Clock::now();
+  checkSupported(c);
   comm::MpiRuntime::instance();  // main() has started MPI; tests and benches may not have
   comm::MpiCommunicator world(
       MPI_COMM_WORLD, "world",
@@ -477,7 +493,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
         tiers_json += part;
         if (t.bytes_sent > 0)
           tiers_text +=
-              " | " + tier + " " + format(ByteSize{static_cast<uint64_t>(step_bytes)}) + "/step";
+              " | " + tier + " " + formatApprox(ByteSize{static_cast<uint64_t>(step_bytes)}) + "/step";
         result.tier_bytes[tier] = t.bytes_sent;
       }
       last_traffic = traffic;

@@ -149,6 +149,19 @@ std::string format(ByteSize s) {
   return std::to_string(static_cast<uint64_t>(s.bytes / best->factor)) + best->name;
 }
 
+std::string formatApprox(ByteSize s) {
+  static const char* const names[] = {"B", "KB", "MB", "GB", "TB"};
+  double v = static_cast<double>(s.bytes);
+  int unit = 0;
+  while (v >= 999.5 && unit < 4) {
+    v /= 1000;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g%s", v, names[unit]);
+  return text;
+}
+
 std::string format(Duration d) {
   static const std::vector<Unit> out = {{"ns", 1e-9}, {"us", 1e-6}, {"ms", 1e-3},
                                         {"s", 1},     {"min", 60},  {"h", 3600}};

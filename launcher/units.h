@@ -44,5 +44,7 @@ std::string formatNumber(double v, int min_precision = 1);
 std::string format(Bandwidth b);
 std::string format(ByteSize s);
 std::string format(Duration d);
+// For people, not round trips: three significant digits in decimal units ("716KB", "5.81MB").
+std::string formatApprox(ByteSize s);
 
 }  // namespace lowband::launcher

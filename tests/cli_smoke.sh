@@ -42,6 +42,36 @@ if [ -n "$mpiexec" ]; then
   [ "$status" -eq 1 ] || fail "mpiexec -n 3 ddp.yaml: exit status $status, expected 1"
   [ "$(grep -c 'do not divide the world of 3 ranks' "$tmp/out")" -eq 1 ] ||
     fail "mpiexec -n 3 message: $(cat "$tmp/out")"
+
+  # Multi-rank training end to end: 2 replicas of 2 ranks, streaming DiLoCo with overlap and
+  # fp4 over an emulated slow tier; rank 0 alone writes metrics with per-tier bytes and outer
+  # steps per fragment.
+  head -c 400000 "$src/README.md" "$src"/launcher/*.cpp "$src"/comm/*.cpp >"$tmp/corpus.txt"
+  python3 "$src/scripts/prepare_text.py" "$tmp/corpus.txt" "$tmp/data" >/dev/null ||
+    fail "prepare_text.py"
+  cat >"$tmp/multi.yaml" <<YAML
+run: {name: multi, steps: 24, out_dir: $tmp/multi, log_every: 8, eval_every: 12, eval_batches: 2}
+device: cpu
+model: {kind: gpt, n_layer: 2, d_model: 32, n_head: 2, seq_len: 32, vocab: 256}
+data: {train: $tmp/data/train_*.bin, val: $tmp/data/val_*.bin, batch_size: 4}
+optimizer: {kind: adamw, lr: 1e-3, warmup: 4}
+topology:
+  emulate: true
+  tiers:
+    - {name: node, size: 2, bandwidth: 10Gbit, latency: 10us}
+    - {name: wan, size: rest, bandwidth: 100Mbit, latency: 2ms}
+sync:
+  outer: {method: streaming_diloco, tier: wan, H: 8, fragments: 2, overlap: 1, codec: fp4}
+YAML
+  OMP_NUM_THREADS=1 "$mpiexec" -n 4 "$lowband" train "$tmp/multi.yaml" >"$tmp/out" 2>&1 ||
+    fail "mpiexec -n 4 train: $(cat "$tmp/out")"
+  [ "$(grep -c '^done: 24 steps' "$tmp/out")" -eq 1 ] || fail "multi-rank train output: $(cat "$tmp/out")"
+  grep -q '^sync: 2 replica(s) of 2 rank(s)' "$tmp/out" || fail "start-up table: $(cat "$tmp/out")"
+  last=$(grep '"step":24,"loss"' "$tmp/multi/metrics.jsonl")
+  case "$last" in
+    *'"wan":{"bytes_per_step":'*'"outer_steps":[3,2]'*) ;;
+    *) fail "metrics.jsonl last line: $last" ;;
+  esac
 fi
 
 if [ "$failures" -eq 0 ]; then echo "cli_smoke: all checks passed"; fi

@@ -119,6 +119,22 @@ TEST(Train, ExistingRunIsNotOverwrittenWithoutAsking) {
   EXPECT_TRUE(fs::exists(dir.path() / "run" / "notes.txt"));  // only our files are replaced
 }
 
+// Settings this version cannot run are refused with the key, never silently replaced.
+TEST(Train, UnbuiltSettingsAreRefusedByKey) {
+  test::TempDir dir;
+  writeByteShards(dir);
+  const std::string config = dir.write("tiny.yaml", tinyConfig(dir, 2));
+  for (const auto& [set, key] : std::vector<std::pair<std::string, std::string>>{
+           {"sync.inner.method=zero2", "sync.inner.method"},
+           {"sync.inner.codec.world=int8", "sync.inner.codec"},
+           {"comm.backend=nccl", "comm.backend"}}) {
+    CliRun r = cli({"train", config, "--dry-run", "--set", set, "--set", "device=auto"});
+    EXPECT_EQ(r.status, kExitBadInput) << set;
+    EXPECT_NE(r.err.find(key + ": "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("not"), std::string::npos) << r.err;
+  }
+}
+
 TEST(Train, BadDataIsOneClearError) {
   test::TempDir dir;
   writeByteShards(dir);

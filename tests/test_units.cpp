@@ -85,5 +85,14 @@ TEST(Units, FormatNumberIsShortestExact) {
   EXPECT_EQ(std::stod(formatNumber(1.0 / 3)), 1.0 / 3);
 }
 
+TEST(Units, ApproximateBytesForPeople) {
+  EXPECT_EQ(formatApprox(ByteSize{0}), "0B");
+  EXPECT_EQ(formatApprox(ByteSize{995}), "995B");
+  EXPECT_EQ(formatApprox(ByteSize{716352}), "716KB");
+  EXPECT_EQ(formatApprox(ByteSize{5814000}), "5.81MB");
+  EXPECT_EQ(formatApprox(ByteSize{999600}), "1MB");
+  EXPECT_EQ(formatApprox(ByteSize{3032985600}), "3.03GB");
+}
+
 }  // namespace
 }  // namespace lowband::launcher
