@@ -1,8 +1,8 @@
 // `lowband bench schedules` (run under mpiexec): the outer methods trained by the real trainer
 // on the KJV byte shards, each against a baseline run in the same invocation:
-//   quality: every rank a replica; ddp, diloco (H 50), streaming_diloco (4 fragments, overlap 1,
-//     fp4) and co2 on the same total tokens: final val loss vs ddp's, bytes sent across
-//     replicas vs ddp's, wall time.
+//   quality: every rank a replica; ddp, diloco (H 50), streaming_diloco (H 50, 4 fragments,
+//     overlap 1, fp4) and co2 (H 50) on the same total tokens (4000 steps of a 4 x 64 GPT):
+//     final val loss vs ddp's, bytes sent across replicas vs ddp's, wall time.
 //   overlap: 2 replicas (world / 2 ranks each) joined by an emulated 100 Mbit/s, 20 ms link;
 //     step time of streaming_diloco, diloco and ddp over that of the same run without any
 //     outer communication (sync.outer.method none).

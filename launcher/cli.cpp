@@ -248,6 +248,12 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   } catch (const runtime::Error& e) {
     err << (context.world > 1 ? "[rank " + std::to_string(context.rank) + "] " : "")
         << "error: " << e.what() << "\n";
+    // The other ranks may be waiting in a collective for this one: end the whole job now
+    // rather than leave them to the watchdog.
+    if (context.world > 1) {
+      err << std::flush;
+      comm::MpiRuntime::instance().abort(kExitRuntime);
+    }
     return kExitRuntime;
   }
   return kExitOk;

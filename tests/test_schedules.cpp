@@ -328,6 +328,35 @@ TEST_F(Schedules, StreamingOverlapMixesWithAlpha) {
   }
 }
 
+// Per-replica tau (heterogeneous workers): replica q waits for the exchange started at t after
+// step t + 1 + q, and mixes it into what it trained meanwhile.
+TEST_F(Schedules, StreamingPerReplicaOverlap) {
+  SyncSettings s;
+  s.method = OuterMethod::StreamingDiloco;
+  s.H = 6;
+  s.fragments = 1;
+  s.alpha = 0.5;
+  s.optimizer = OuterOptimizer::Average;
+  const int k = replicaRanks(), replica = world->rank() / k;
+  s.overlap = 1 + replica % 2;
+  Replica r(*world, k, s, adamw(), 2);
+  std::vector<float> mean_at_sync;
+  for (int64_t i = 0; i < 9; ++i) {
+    std::vector<float> local;
+    r.step(i, [&] { local = r.params(); });
+    const int64_t t = i + 1;
+    if (t == 6) mean_at_sync = replicaMean(local, k);
+    if (t == 6 + s.overlap) {
+      std::vector<float> expect(local.size());
+      for (std::size_t j = 0; j < local.size(); ++j)
+        expect[j] = 0.5f * local[j] + 0.5f * mean_at_sync[j];
+      expectClose(r.params(), expect, 1e-5f, "per-replica overlap");
+    } else {
+      EXPECT_EQ(r.params(), local) << "step " << t << ": nothing lands here";
+    }
+  }
+}
+
 // co2 with penalty none, no clipping, beta 0, lr 1: x_o(k+1) = x_o(k) - (x_o(k-1) - xbar(k-1)),
 // i.e. each round's mean progress applied one round late.
 TEST_F(Schedules, Co2WithoutPenaltyIsOneRoundDelayedAveraging) {
