@@ -27,6 +27,7 @@ namespace lowband::schedules {
 class Co2 : public GradientAveraging {
  public:
   Co2(const SyncSettings& settings, nn::ParamStore& params, ReplicaGroups& groups);
+  ~Co2() override { drain(exchange_); }  // an exchange still in flight is waited for, not applied
   std::string describe() const override;
   void afterOptimizerStep(int64_t step) override;
   void finish() override;

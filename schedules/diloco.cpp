@@ -38,6 +38,10 @@ StreamingDiloco::StreamingDiloco(const SyncSettings& settings, nn::ParamStore& p
   codec_ = makeCodec(s_, groups.across());
 }
 
+StreamingDiloco::~StreamingDiloco() {
+  for (FragmentState& f : frags_) drain(f.exchange);
+}
+
 std::string StreamingDiloco::describe() const {
   std::string d = s_.method == OuterMethod::LocalSgd ? "local_sgd"
                   : s_.method == OuterMethod::Diloco ? "diloco"

@@ -30,6 +30,7 @@ namespace lowband::schedules {
 class StreamingDiloco : public GradientAveraging {
  public:
   StreamingDiloco(const SyncSettings& settings, nn::ParamStore& params, ReplicaGroups& groups);
+  ~StreamingDiloco() override;  // waits for exchanges still in flight (not applied)
   std::string describe() const override;
   void afterOptimizerStep(int64_t step) override;
   void finish() override;

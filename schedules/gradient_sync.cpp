@@ -18,6 +18,15 @@ std::unique_ptr<comm::CompressedAllReduce> makeCodec(const SyncSettings& s,
   return std::make_unique<comm::CompressedAllReduce>(comm, s.codec, s.error_feedback);
 }
 
+void drain(Exchange& e) noexcept {
+  if (!e) return;
+  try {
+    e.work->wait();
+  } catch (...) {  // the error was (or will be) reported where the exchange was landed
+  }
+  e = {};
+}
+
 void land(Exchange& e, ExchangeTime& stats) {
   if (!e) return;
   const auto t0 = Clock::now();
@@ -44,6 +53,10 @@ GradientSync::GradientSync(nn::ParamStore& params, comm::Communicator& comm, int
     ++b.groups;
     bucket_of_group_[it->group] = static_cast<int>(buckets_.size()) - 1;
   }
+}
+
+GradientSync::~GradientSync() {
+  for (Bucket& b : buckets_) drain(b.exchange);
 }
 
 void GradientSync::start(Bucket& b) {

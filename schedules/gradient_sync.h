@@ -25,6 +25,9 @@ struct Exchange {
   explicit operator bool() const { return work != nullptr; }
 };
 Exchange startExchange(std::shared_ptr<comm::Work> work);
+// Waits for `e` if it is in flight, swallowing its error: for destructors, which must not leave
+// an op writing into buffers that are about to be freed (nor a communicator with ops pending).
+void drain(Exchange& e) noexcept;
 // Starts the mean over `comm` of data[0, n) in place: f32, or encoded through `codec` when
 // it is given (`slot` keys its error feedback).
 Exchange startMean(comm::Communicator& comm, comm::CompressedAllReduce* codec, float* data,
@@ -40,6 +43,9 @@ class GradientSync {
  public:
   GradientSync(nn::ParamStore& params, comm::Communicator& comm, int64_t bucket_bytes,
                ExchangeTime& time);
+  ~GradientSync();
+  GradientSync(const GradientSync&) = delete;
+  GradientSync& operator=(const GradientSync&) = delete;
   void onGradsReady(int group);
   void wait();
   int buckets() const { return static_cast<int>(buckets_.size()); }

@@ -43,6 +43,13 @@ def curves(runs_dir, method):
     return steps, losses, sent
 
 
+def human_bytes(n):
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 999.5 or unit == "TB":
+            return "%.3g %s" % (n, unit)
+        n /= 1000.0
+
+
 def tables(quality, overlap):
     out = []
     if quality:
@@ -51,13 +58,13 @@ def tables(quality, overlap):
             "Quality at equal tokens: %d replicas (one rank each), %d steps, %s tokens in all; "
             "bytes are what one rank sent across replicas." % (q0["replicas"], q0["steps"], f"{q0['tokens']:,}"))
         out.append("")
-        out.append("| method | final val loss | vs ddp | bytes across replicas | ddp bytes / bytes | outer steps | wall |")
+        out.append("| method | final val loss | vs ddp | bytes across replicas | ddp bytes / bytes | outer steps (all fragments) | wall |")
         out.append("|---|---|---|---|---|---|---|")
         for r in quality:
             red = "1x" if r["method"] == "ddp" else "%.0fx" % r["bytes_reduction"]
-            out.append("| %s | %.4f | %+.2f%% | %.3g MB | %s | %d | %.0f s |" % (
+            out.append("| %s | %.4f | %+.2f%% | %s | %s | %d | %.0f s |" % (
                 r["method"], r["final_val_loss"], (r["loss_ratio"] - 1) * 100,
-                r["bytes_outer"] / 1e6, red, r["outer_steps"], r["wall_s"]))
+                human_bytes(r["bytes_outer"]), red, r["outer_steps"], r["wall_s"]))
         out.append("")
     if overlap:
         out.append("Step time with 2 replicas joined by an emulated 100 Mbit/s, 20 ms link "
