@@ -61,6 +61,7 @@ void StreamingDiloco::start(int p, int64_t t) {
     for (int64_t i = 0; i < own; ++i) f.delta[i] = f.global[i] - f.delta[i];
   f.exchange = startMean(groups_.across(), codec_.get(), f.delta.data(), own, p);
   f.due = t + s_.overlap;
+  f.started = t;
   in_flight_.push_back(p);
 }
 
@@ -89,7 +90,9 @@ void StreamingDiloco::landFragment(int p) {
     }
     next = g;
   }
-  const float keep = s_.overlap > 0 ? static_cast<float>(s_.alpha) : 0.0f;
+  // Mix only what was trained while the exchange was in flight (tau = 0 and the final flush:
+  // nothing was, so theta_local = theta~).
+  const float keep = last_step_ > f.started ? static_cast<float>(s_.alpha) : 0.0f;
   f.shard->allGatherInto(groups_.replica(), next, scratch_, params_.params().data<float>(), keep);
   ++stats_.fragment_steps[p];
   ++stats_.outer_steps;
@@ -97,6 +100,7 @@ void StreamingDiloco::landFragment(int p) {
 
 void StreamingDiloco::afterOptimizerStep(int64_t step) {
   const int64_t t = step + 1;
+  last_step_ = t;
   // Exchanges due now land first (in start order), then fragments due now start.
   while (!in_flight_.empty() && frags_[in_flight_.front()].due <= t) {
     const int p = in_flight_.front();
@@ -118,6 +122,15 @@ void StreamingDiloco::finish() {
     const int p = in_flight_.front();
     in_flight_.pop_front();
     landFragment(p);
+  }
+  // Flush: every fragment not synced at the last step syncs once more, so theta_global (what
+  // is evaluated and saved) holds all the replicas' work, not only that up to each fragment's
+  // last offset.
+  for (std::size_t p = 0; p < plan_.size(); ++p) {
+    if (frags_[p].started == last_step_) continue;
+    start(static_cast<int>(p), last_step_);
+    in_flight_.pop_back();
+    landFragment(static_cast<int>(p));
   }
 }
 

@@ -12,8 +12,11 @@
 //               replica; then theta~ = OuterOpt(theta_global,p, Delta_p), theta_global,p = theta~,
 //               theta_local,p = alpha theta_local,p + (1 - alpha) theta~     (tau >= 1)
 //               theta_local,p = theta~                                         (tau = 0)
-// With tau = 0 no local progress happens during the exchange, so there is nothing to mix and
-// alpha does not apply: P = 1, tau = 0 is diloco exactly. Evaluation uses theta_global.
+// Alpha mixes in only what was trained while the exchange was in flight: with tau = 0 nothing
+// was, theta_local,p = theta~ and alpha does not apply (P = 1, tau = 0 is diloco exactly).
+// finish() lands what is in flight, then syncs once more (tau = 0) every fragment that did not
+// start a sync at the last step, so the final theta_global holds every step's work.
+// Evaluation uses theta_global.
 #pragma once
 
 #include <deque>
@@ -45,7 +48,8 @@ class StreamingDiloco : public GradientAveraging {
     std::vector<float> v;       // nesterov momentum shard
     std::vector<float> delta;   // exchanged shard
     Exchange exchange;
-    int64_t due = 0;  // step after which the exchange lands
+    int64_t due = 0;       // step after which the exchange lands
+    int64_t started = -1;  // step after which the last exchange started
   };
   void start(int p, int64_t t);
   void landFragment(int p);
@@ -57,6 +61,7 @@ class StreamingDiloco : public GradientAveraging {
   std::vector<Fragment> plan_;
   std::vector<FragmentState> frags_;
   std::deque<int> in_flight_;  // fragments, in start order
+  int64_t last_step_ = 0;      // t of the last afterOptimizerStep
   std::vector<float> scratch_;
   std::unique_ptr<comm::CompressedAllReduce> codec_;
 };

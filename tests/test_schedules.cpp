@@ -328,6 +328,29 @@ TEST_F(Schedules, StreamingOverlapMixesWithAlpha) {
   }
 }
 
+// finish() lands what is in flight and syncs every fragment not synced at the last step: then
+// all replicas hold the same parameters, equal to theta_global.
+TEST_F(Schedules, StreamingFinishLeavesOneModel) {
+  SyncSettings s;
+  s.method = OuterMethod::StreamingDiloco;
+  s.H = 4;
+  s.fragments = 2;
+  s.overlap = 1;
+  Replica r(*world, replicaRanks(), s, adamw());
+  for (int64_t i = 0; i < 7; ++i) r.step(i);  // fragment 1 synced at t = 6, fragment 0 at 4
+  const int64_t before = r.strategy().stats().outer_steps;
+  r.strategy().finish();
+  EXPECT_EQ(r.strategy().stats().outer_steps, before + 2);  // the flush of both fragments
+  const std::vector<float> params = r.params();
+  std::vector<float> global(params.size());
+  r.strategy().evalParams(global.data());
+  EXPECT_EQ(params, global);
+  const std::vector<float> all = gather(params);
+  for (int q = 1; q < world->size(); ++q)
+    EXPECT_TRUE(std::equal(params.begin(), params.end(), all.begin() + q * params.size()))
+        << "rank " << q << " differs";
+}
+
 // Per-replica tau (heterogeneous workers): replica q waits for the exchange started at t after
 // step t + 1 + q, and mixes it into what it trained meanwhile.
 TEST_F(Schedules, StreamingPerReplicaOverlap) {
