@@ -9,8 +9,11 @@ StreamingDiloco::StreamingDiloco(const SyncSettings& settings, nn::ParamStore& p
     : GradientAveraging(params, groups.replica(), settings.bucket_bytes),
       s_(settings),
       params_(params),
-      groups_(groups),
-      average_params_(settings.method == OuterMethod::LocalSgd) {
+      groups_(groups) {
+  // local_sgd is diloco with plain averaging: theta_global - mean(theta_global - theta_local)
+  // is the mean of theta_local, and an encoded exchange quantises the small Delta, not the
+  // parameters themselves.
+  if (s_.method == OuterMethod::LocalSgd) s_.optimizer = OuterOptimizer::Average;
   const bool streaming = s_.method == OuterMethod::StreamingDiloco;
   if (!streaming) {
     s_.fragments = 1;
@@ -28,11 +31,9 @@ StreamingDiloco::StreamingDiloco(const SyncSettings& settings, nn::ParamStore& p
     f.shard =
         std::make_unique<FragmentShard>(plan_[p], groups.replica().rank(), groups.replica().size());
     f.delta.assign(f.shard->stride(), 0.0f);
-    if (!average_params_) {
-      f.global.assign(f.shard->stride(), 0.0f);
-      f.shard->gatherOwn(theta, f.global.data());  // every replica starts from the same init
-      if (s_.optimizer == OuterOptimizer::Nesterov) f.v.assign(f.shard->stride(), 0.0f);
-    }
+    f.global.assign(f.shard->stride(), 0.0f);
+    f.shard->gatherOwn(theta, f.global.data());  // every replica starts from the same init
+    if (s_.optimizer == OuterOptimizer::Nesterov) f.v.assign(f.shard->stride(), 0.0f);
   }
   stats_.fragment_steps.assign(plan_.size(), 0);
   codec_ = makeCodec(s_, groups.across());
@@ -57,8 +58,7 @@ void StreamingDiloco::start(int p, int64_t t) {
   FragmentState& f = frags_[p];
   const int64_t own = f.shard->own();
   f.shard->gatherOwn(params_.params().data<float>(), f.delta.data());
-  if (!average_params_)  // Delta = theta_global - theta_local
-    for (int64_t i = 0; i < own; ++i) f.delta[i] = f.global[i] - f.delta[i];
+  for (int64_t i = 0; i < own; ++i) f.delta[i] = f.global[i] - f.delta[i];  // Delta
   f.exchange = startMean(groups_.across(), codec_.get(), f.delta.data(), own, p);
   f.due = t + s_.overlap;
   f.started = t;
@@ -70,30 +70,26 @@ void StreamingDiloco::landFragment(int p) {
   land(f.exchange, stats_.outer);
   const int64_t own = f.shard->own();
   const float lr = static_cast<float>(s_.lr), mu = static_cast<float>(s_.momentum);
-  float* next = f.delta.data();  // theta~ (local_sgd: the mean, already in place)
-  if (!average_params_) {
-    float* g = f.global.data();
-    const float* d = f.delta.data();
-    switch (s_.optimizer) {
-      case OuterOptimizer::Nesterov:
-        for (int64_t i = 0; i < own; ++i) {
-          f.v[i] = mu * f.v[i] + d[i];
-          g[i] -= lr * (d[i] + mu * f.v[i]);
-        }
-        break;
-      case OuterOptimizer::Sgd:
-        for (int64_t i = 0; i < own; ++i) g[i] -= lr * d[i];
-        break;
-      case OuterOptimizer::Average:
-        for (int64_t i = 0; i < own; ++i) g[i] -= d[i];
-        break;
-    }
-    next = g;
+  float* g = f.global.data();
+  const float* d = f.delta.data();
+  switch (s_.optimizer) {
+    case OuterOptimizer::Nesterov:
+      for (int64_t i = 0; i < own; ++i) {
+        f.v[i] = mu * f.v[i] + d[i];
+        g[i] -= lr * (d[i] + mu * f.v[i]);
+      }
+      break;
+    case OuterOptimizer::Sgd:
+      for (int64_t i = 0; i < own; ++i) g[i] -= lr * d[i];
+      break;
+    case OuterOptimizer::Average:
+      for (int64_t i = 0; i < own; ++i) g[i] -= d[i];
+      break;
   }
   // Mix only what was trained while the exchange was in flight (tau = 0 and the final flush:
   // nothing was, so theta_local = theta~).
   const float keep = last_step_ > f.started ? static_cast<float>(s_.alpha) : 0.0f;
-  f.shard->allGatherInto(groups_.replica(), next, scratch_, params_.params().data<float>(), keep);
+  f.shard->allGatherInto(groups_.replica(), g, scratch_, params_.params().data<float>(), keep);
   ++stats_.fragment_steps[p];
   ++stats_.outer_steps;
 }
@@ -137,7 +133,6 @@ void StreamingDiloco::finish() {
 void StreamingDiloco::evalParams(float* out) {
   const float* theta = params_.params().data<float>();
   std::copy_n(theta, params_.size(), out);
-  if (average_params_) return;
   for (FragmentState& f : frags_)
     f.shard->allGatherInto(groups_.replica(), f.global.data(), scratch_, out, 0.0f);
 }

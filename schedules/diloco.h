@@ -1,7 +1,9 @@
 // Outer methods that synchronise parameters every H inner steps, fragment by fragment
 // (DESIGN.md §5). One rank holds, per fragment p, only its shard (fragments.h) of the outer
 // state and exchanges only that shard across replicas (M replicas, r = this replica):
-//   local_sgd:  every H steps  theta_local = (1/M) sum_r theta_local,r          (one fragment)
+//   local_sgd:  every H steps  theta_local = theta_global - (1/M) sum_r (theta_global -
+//               theta_local,r) = (1/M) sum_r theta_local,r  (diloco with `average`; a codec
+//               quantises the small Delta, never the parameters)                (one fragment)
 //   diloco:     every H steps  Delta = (1/M) sum_r (theta_global - theta_local,r)
 //               nesterov: v = mu v + Delta; theta_global -= lr (Delta + mu v)
 //               sgd:      theta_global -= lr Delta;   average: theta_global -= Delta
@@ -57,7 +59,6 @@ class StreamingDiloco : public GradientAveraging {
   SyncSettings s_;
   nn::ParamStore& params_;
   ReplicaGroups& groups_;
-  bool average_params_;  // local_sgd: exchange parameters, not outer gradients
   std::vector<Fragment> plan_;
   std::vector<FragmentState> frags_;
   std::deque<int> in_flight_;  // fragments, in start order
