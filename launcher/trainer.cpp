@@ -301,16 +301,16 @@ struct NullBuffer : std::streambuf {
 // Config values this version accepts but cannot run yet: refused, never silently replaced.
 void checkSupported(const Config& c) {
   if (c.sync.inner.method != InnerMethod::Ddp)
-    throw ConfigError(keyMessage(c, "sync.inner.method",
-                                 std::string(enumName(c.sync.inner.method)) +
-                                     " (ZeRO sharding) is not built yet; use ddp"));
+    throw ConfigError(keyMessage(
+        c, "sync.inner.method",
+        std::string(enumName(c.sync.inner.method)) + " (ZeRO sharding) is not built yet; use ddp"));
   if (!c.sync.inner.codec.empty())
     throw ConfigError(keyMessage(c, "sync.inner.codec",
                                  "per-tier gradient codecs are not built yet; remove the key "
                                  "(gradients are exchanged in f32)"));
   if (c.comm.backend == CommBackend::Nccl)
-    throw ConfigError(keyMessage(c, "comm.backend",
-                                 "nccl is not wired into training yet; use auto or mpi"));
+    throw ConfigError(
+        keyMessage(c, "comm.backend", "nccl is not wired into training yet; use auto or mpi"));
 }
 
 TrainResult train(const Config& c, const TrainOptions& options, std::ostream& out_lead) {
@@ -460,7 +460,6 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     } else {
       bad_in_a_row = 0;
       optimizer.apply(stream, step, norm);
-      result.final_loss = loss;
       window_loss += loss;
       ++window_steps;
       ++result.steps;
@@ -474,6 +473,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
       float sums[2] = {static_cast<float>(window_loss), static_cast<float>(window_steps)};
       world.allReduce(sums, 2);  // the loss of the whole job, not only rank 0's
       const double mean_loss = sums[1] > 0 ? sums[0] / sums[1] : std::nan("");
+      if (sums[1] > 0) result.final_loss = mean_loss;
       const double dt = secondsSince(window_start);
       const double per_step = dt / static_cast<double>(window_all);
       const double tokens_per_s = static_cast<double>(data->positionsPerBatch()) * ranks / per_step;
@@ -492,8 +492,8 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
                       t.blocked_s);
         tiers_json += part;
         if (t.bytes_sent > 0)
-          tiers_text +=
-              " | " + tier + " " + formatApprox(ByteSize{static_cast<uint64_t>(step_bytes)}) + "/step";
+          tiers_text += " | " + tier + " " +
+                        formatApprox(ByteSize{static_cast<uint64_t>(step_bytes)}) + "/step";
         result.tier_bytes[tier] = t.bytes_sent;
       }
       last_traffic = traffic;

@@ -24,7 +24,7 @@ struct TrainOptions {
 struct TrainResult {
   int64_t steps = 0;
   int64_t skipped_steps = 0;
-  double final_loss = 0;
+  double final_loss = 0;     // mean training loss of the last log window, over all ranks
   double val_loss = -1;      // -1: no evaluation ran
   double val_accuracy = -1;  // classifiers only
   double tokens_per_s = 0;
