@@ -9,6 +9,10 @@ using runtime::CodecSpec;
 CompressedAllReduce::CompressedAllReduce(Communicator& comm, CodecSpec spec, bool error_feedback)
     : comm_(comm), spec_(spec), error_feedback_(error_feedback) {}
 
+int64_t CompressedAllReduce::chunkCount(int64_t n) {
+  return std::clamp<int64_t>((n + kChunkValues - 1) / kChunkValues, 1, kMaxChunks);
+}
+
 int64_t CompressedAllReduce::shardSize(int64_t n) const {
   const int64_t p = comm_.size(), per = (n + p - 1) / p;
   return (per + spec_.block - 1) / spec_.block * spec_.block;  // whole blocks per shard
@@ -20,7 +24,11 @@ int64_t CompressedAllReduce::slotBytes(int64_t n) const {
 }
 
 int64_t CompressedAllReduce::wireBytesPerRank(int64_t n) const {
-  return 2 * (comm_.size() - 1) * slotBytes(n);
+  int64_t total = 0;
+  const int64_t chunks = chunkCount(n), len = (n + chunks - 1) / chunks;
+  for (int64_t begin = 0; begin < n; begin += len)
+    total += 2 * (comm_.size() - 1) * slotBytes(std::min(len, n - begin));
+  return total;
 }
 
 std::shared_ptr<Work> CompressedAllReduce::allReduceAsync(float* data, int64_t n, ReduceOp op,
@@ -30,16 +38,8 @@ std::shared_ptr<Work> CompressedAllReduce::allReduceAsync(float* data, int64_t n
 }
 
 void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op, int slot) {
-  const int64_t p = comm_.size(), shard = shardSize(n);
-  const int64_t bytes = static_cast<int64_t>(runtime::encodedBytes(spec_, shard));
-  const int64_t enc = slotBytes(n);
+  const int64_t p = comm_.size();
   const runtime::Stream host;
-  // Buffers are kept between calls (only the worker thread uses them): fresh ones cost a page
-  // fault per 4 KiB, which showed in the emulated-link benchmark.
-  std::vector<float>& x = x_;
-  x.resize(p * shard);
-  std::copy_n(data, n, x.begin());
-  std::fill(x.begin() + n, x.end(), 0.0f);
   std::vector<float>* residual = nullptr;
   if (error_feedback_) {
     residual = &residuals_.find(slot)->second;
@@ -48,37 +48,73 @@ void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op, int slot) {
       LB_THROW(CommError, "error feedback needs the same tensor size on every call of a slot (" +
                               std::to_string(residual->size()) + " then " + std::to_string(n) +
                               ")");
-    for (int64_t i = 0; i < n; ++i) x[i] += (*residual)[i];
   }
-  std::vector<uint8_t>& send = send_;
-  std::vector<uint8_t>& recv = recv_;
-  send.resize(p * enc);
-  recv.resize(p * enc);
-  for (int64_t j = 0; j < p; ++j)
-    runtime::encode(host, spec_, x.data() + j * shard, shard, send.data() + j * enc);
-  if (error_feedback_) {
-    std::vector<float>& sent = reduced_;  // free until the reduction below
-    sent.resize(p * shard);
+  // Chunks, each laid out in the kept buffers (only the worker thread uses them; fresh ones
+  // cost a page fault per 4 KiB, which showed in the emulated-link benchmark).
+  struct Chunk {
+    int64_t begin, n, shard, bytes, enc, x_at, wire_at;
+    std::shared_ptr<Work> work;
+  };
+  std::vector<Chunk> chunks;
+  const int64_t count = chunkCount(n), len = (n + count - 1) / count;
+  int64_t x_size = 0, wire_size = 0;
+  for (int64_t begin = 0; begin < n || chunks.empty(); begin += len) {
+    const int64_t m = std::min(len, n - begin), shard = shardSize(m);
+    chunks.push_back({begin, m, shard, static_cast<int64_t>(runtime::encodedBytes(spec_, shard)),
+                      slotBytes(m), x_size, wire_size, nullptr});
+    x_size += p * shard;
+    wire_size += p * slotBytes(m);
+  }
+  x_.resize(x_size);
+  send_.resize(wire_size);
+  recv_.resize(wire_size);
+  // 1. Quantise each chunk's shards and send them to their owners; chunk c + 1 is encoded
+  //    while chunk c is on the wire.
+  for (Chunk& c : chunks) {
+    float* x = x_.data() + c.x_at;
+    std::copy_n(data + c.begin, c.n, x);
+    std::fill(x + c.n, x + p * c.shard, 0.0f);
+    if (residual)
+      for (int64_t i = 0; i < c.n; ++i) x[i] += (*residual)[c.begin + i];
+    uint8_t* send = send_.data() + c.wire_at;
     for (int64_t j = 0; j < p; ++j)
-      runtime::decode(host, spec_, send.data() + j * enc, shard, sent.data() + j * shard);
-    for (int64_t i = 0; i < n; ++i) (*residual)[i] = x[i] - sent[i];
+      runtime::encode(host, spec_, x + j * c.shard, c.shard, send + j * c.enc);
+    if (residual) {
+      std::vector<float>& sent = reduced_;
+      sent.resize(p * c.shard);
+      for (int64_t j = 0; j < p; ++j)
+        runtime::decode(host, spec_, send + j * c.enc, c.shard, sent.data() + j * c.shard);
+      for (int64_t i = 0; i < c.n; ++i) (*residual)[c.begin + i] = x[i] - sent[i];
+    }
+    c.work = comm_.allToAllBytesAsync(send, recv_.data() + c.wire_at, c.enc);
   }
-  comm_.allToAllBytesAsync(send.data(), recv.data(), enc)->wait();
-  std::vector<float>& reduced = reduced_;
-  reduced.assign(shard, 0.0f);
-  for (int64_t r = 0; r < p; ++r) {
-    runtime::checkHeader(recv.data() + r * enc, bytes, spec_, shard);
-    runtime::decode(host, spec_, recv.data() + r * enc, shard, reduced.data(), true);
+  // 2. Accumulate the own shard in f32, re-quantise once, all-gather the reduced shards.
+  for (Chunk& c : chunks) {
+    c.work->wait();
+    const uint8_t* recv = recv_.data() + c.wire_at;
+    std::vector<float>& reduced = reduced_;
+    reduced.assign(c.shard, 0.0f);
+    for (int64_t r = 0; r < p; ++r) {
+      runtime::checkHeader(recv + r * c.enc, c.bytes, spec_, c.shard);
+      runtime::decode(host, spec_, recv + r * c.enc, c.shard, reduced.data(), true);
+    }
+    if (op == ReduceOp::Avg)
+      for (float& v : reduced) v /= static_cast<float>(p);
+    uint8_t* send = send_.data() + c.wire_at;  // free again: its all-to-all is done
+    runtime::encode(host, spec_, reduced.data(), c.shard, send);
+    c.work = comm_.allGatherBytesAsync(send, recv_.data() + c.wire_at, c.enc);
   }
-  if (op == ReduceOp::Avg)
-    for (float& v : reduced) v /= static_cast<float>(p);
-  runtime::encode(host, spec_, reduced.data(), shard, send.data());  // send is free again
-  comm_.allGatherBytesAsync(send.data(), recv.data(), enc)->wait();
-  for (int64_t r = 0; r < p; ++r) {
-    runtime::checkHeader(recv.data() + r * enc, bytes, spec_, shard);
-    runtime::decode(host, spec_, recv.data() + r * enc, shard, x.data() + r * shard);
+  // 3. Decode every rank's reduced shard.
+  for (Chunk& c : chunks) {
+    c.work->wait();
+    const uint8_t* recv = recv_.data() + c.wire_at;
+    float* x = x_.data() + c.x_at;
+    for (int64_t r = 0; r < p; ++r) {
+      runtime::checkHeader(recv + r * c.enc, c.bytes, spec_, c.shard);
+      runtime::decode(host, spec_, recv + r * c.enc, c.shard, x + r * c.shard);
+    }
+    std::copy_n(x, c.n, data + c.begin);
   }
-  std::copy_n(x.begin(), n, data);
 }
 
 }  // namespace lowband::comm

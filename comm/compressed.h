@@ -3,6 +3,9 @@
 // f32 (re-quantising once for the next hop), and the reduced shards are all-gathered encoded
 // and decoded everywhere, so all ranks hold identical results. Per call and rank the wire
 // carries 2 (P - 1) encodings of n / P values, against 2 (P - 1) / P * 4n bytes for f32.
+// Tensors above kChunkValues values are cut into up to kMaxChunks chunks reduced as above, all
+// issued before the first is awaited, so chunk c + 1 is encoded (and chunk c reduced) while
+// other chunks are on the wire.
 // Error: each element differs from the exact f32 sum by at most the codec's bound (codec.h) of
 // each rank's contribution plus that of the reduced value.
 // Error feedback (optional): the quantisation error of this rank's contribution is kept and
@@ -29,7 +32,10 @@ class CompressedAllReduce {
   void allReduce(float* data, int64_t n, ReduceOp op = ReduceOp::Sum, int slot = 0) {
     allReduceAsync(data, n, op, slot)->wait();
   }
-  // Values per shard and encoded bytes one rank sends per call for a tensor of n values.
+  static constexpr int64_t kChunkValues = 1 << 20, kMaxChunks = 8;
+  static int64_t chunkCount(int64_t n);
+  // Values per shard of a chunk of n values, and encoded bytes one rank sends per call for a
+  // tensor of n values (all chunks).
   int64_t shardSize(int64_t n) const;
   int64_t wireBytesPerRank(int64_t n) const;
   int64_t slotBytes(int64_t n) const;  // one encoded shard on the wire, aligned

@@ -288,6 +288,28 @@ TEST_F(Comm, CompressedAllReduceWithinTheCodecBound) {
   EXPECT_LT(double(fp4.wireBytesPerRank(1 << 20)) / double(f32.wireBytesPerRank(1 << 20)), 0.16);
 }
 
+// Large tensors go in pipelined chunks: with codec none (f32 on the wire, integers so the sums
+// are exact) the result is exactly the all-reduce, chunk seams and padding included; with
+// error feedback the residual covers every chunk.
+TEST_F(Comm, CompressedAllReduceChunksLargeTensors) {
+  const int64_t n = 3 * CompressedAllReduce::kChunkValues + 4099;
+  ASSERT_EQ(CompressedAllReduce::chunkCount(n), 4);
+  CompressedAllReduce car(*world, {runtime::Codec::None, 64});
+  std::vector<float> mine(n), exact(n);
+  for (int64_t i = 0; i < n; ++i) mine[i] = exact[i] = contribution(world->rank(), i);
+  car.allReduce(mine.data(), n, ReduceOp::Avg);
+  world->allReduce(exact.data(), n, ReduceOp::Avg);
+  EXPECT_EQ(mine, exact);
+  CompressedAllReduce fp4(*world, {runtime::Codec::Fp4, 64}, true);
+  std::vector<float> x(n);
+  for (int64_t i = 0; i < n; ++i) x[i] = 1.0f + static_cast<float>(i % 7);
+  fp4.allReduce(x.data(), n, ReduceOp::Avg, 3);
+  ASSERT_EQ(static_cast<int64_t>(fp4.residual(3).size()), n);
+  for (int64_t i : {int64_t{0}, CompressedAllReduce::kChunkValues + 1, n - 1})
+    EXPECT_NEAR(x[i], 1.0f + static_cast<float>(i % 7), (1.0f + static_cast<float>(i % 7)) / 2)
+        << i;
+}
+
 TEST(CompressedAllReduce, ErrorFeedbackCarriesWhatWasDropped) {
   // One rank, topk: each call sends the largest quarter of x + residual; what was sent plus the
   // final residual must add up to everything that was put in.
