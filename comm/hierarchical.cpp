@@ -35,23 +35,48 @@ void HierarchicalCommunicator::allReduceLevel(std::size_t level, float* data, in
   const int64_t k = c.size();
   if (level + 1 == levels_.size()) return c.allReduce(data, n, ReduceOp::Sum);
   if (k == 1) return allReduceLevel(level + 1, data, n);
-  // Pad to a multiple of k so every rank owns an equal shard. Buffers are kept between calls
-  // (only the worker thread uses them): fresh ones cost a page fault per 4 KiB.
-  const int64_t shard = (n + k - 1) / k;
+  // Chunks of whole shards: every chunk's reduce-scatter is issued first, so later chunks move
+  // while earlier ones are reduced across the outer levels, and each all-gather is issued as
+  // soon as its chunk is reduced. Only a last chunk that is not a multiple of k goes through
+  // the padded buffer. Buffers are kept between calls (only the worker thread uses them):
+  // fresh ones cost a page fault per 4 KiB.
+  const int64_t chunks = std::clamp<int64_t>((n + kChunkValues - 1) / kChunkValues, 1, kMaxChunks);
+  const int64_t len = ((n + chunks - 1) / chunks + k - 1) / k * k;
+  struct Chunk {
+    float* full;
+    float* part;
+    int64_t shard;
+    std::shared_ptr<Work> work;
+  };
+  std::vector<Chunk> plan;
   std::vector<float>& padded = scratch(2 * level);
   std::vector<float>& part = scratch(2 * level + 1);
-  float* full = data;
-  if (shard * k != n) {
-    if (static_cast<int64_t>(padded.size()) < shard * k) padded.resize(shard * k);
-    std::copy_n(data, n, padded.begin());
-    std::fill(padded.begin() + n, padded.begin() + shard * k, 0.0f);
-    full = padded.data();
+  const int64_t total_shards = (n + len - 1) / len * (len / k);
+  if (static_cast<int64_t>(part.size()) < total_shards) part.resize(total_shards);
+  int64_t part_at = 0;
+  for (int64_t begin = 0; begin < n; begin += len) {
+    const int64_t m = std::min(len, n - begin), shard = (m + k - 1) / k;
+    float* full = data + begin;
+    if (shard * k != m) {
+      if (static_cast<int64_t>(padded.size()) < shard * k) padded.resize(shard * k);
+      std::copy_n(full, m, padded.begin());
+      std::fill(padded.begin() + m, padded.begin() + shard * k, 0.0f);
+      full = padded.data();
+    }
+    plan.push_back({full, part.data() + part_at, shard, nullptr});
+    plan.back().work = c.reduceScatterAsync(full, plan.back().part, shard, ReduceOp::Sum);
+    part_at += shard;
   }
-  if (static_cast<int64_t>(part.size()) < shard) part.resize(shard);
-  c.reduceScatter(full, part.data(), shard, ReduceOp::Sum);
-  allReduceLevel(level + 1, part.data(), shard);
-  c.allGather(part.data(), full, shard);
-  if (full != data) std::copy_n(full, n, data);
+  for (Chunk& ch : plan) {
+    ch.work->wait();
+    allReduceLevel(level + 1, ch.part, ch.shard);
+    ch.work = c.allGatherAsync(ch.part, ch.full, ch.shard);
+  }
+  for (Chunk& ch : plan) ch.work->wait();
+  if (plan.back().full == padded.data()) {
+    const int64_t begin = (static_cast<int64_t>(plan.size()) - 1) * len;
+    std::copy_n(padded.data(), n - begin, data + begin);
+  }
 }
 
 void HierarchicalCommunicator::reduceScatterLevel(std::size_t level, const float* in, float* out,

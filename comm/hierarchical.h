@@ -27,6 +27,8 @@ namespace lowband::comm {
 
 class HierarchicalCommunicator : public Communicator {
  public:
+  // All-reduces above kChunkValues values are pipelined in up to kMaxChunks chunks.
+  static constexpr int64_t kChunkValues = 1 << 22, kMaxChunks = 8;
   // `levels` innermost first; `flat` spans the same ranks in composite order. Not owned.
   HierarchicalCommunicator(std::vector<Communicator*> levels, Communicator* flat, std::string name);
 
