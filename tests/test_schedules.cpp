@@ -117,6 +117,20 @@ class Schedules : public ::testing::Test {
   }
   // Replicas of 2 ranks where the world allows (sharded outer state), else of 1.
   int replicaRanks() const { return world->size() >= 4 ? 2 : 1; }
+  // Trains setups `a` and `b` side by side on the same batches.
+  struct SideBySide {
+    std::vector<float> a, b;
+    int64_t a_outer_steps;
+  };
+  SideBySide sideBySide(const SyncSettings& a, const SyncSettings& b,
+                        const nn::OptimizerSettings& opt, int64_t steps) {
+    Replica ra(*world, replicaRanks(), a, opt), rb(*world, replicaRanks(), b, opt);
+    for (int64_t i = 0; i < steps; ++i) {
+      ra.step(i);
+      rb.step(i);
+    }
+    return {ra.params(), rb.params(), ra.strategy().stats().outer_steps};
+  }
   // The mean over replicas of `mine` (one rank per replica: they agree inside a replica).
   std::vector<float> replicaMean(const std::vector<float>& mine, int replica_ranks) {
     const std::vector<float> all = gather(mine);
@@ -137,12 +151,11 @@ class Schedules : public ::testing::Test {
   std::unique_ptr<comm::MpiCommunicator> world;
 };
 
-// Trains two setups on the same batches, step by step.
-void trainSideBySide(Replica& a, Replica& b, int64_t steps) {
-  for (int64_t i = 0; i < steps; ++i) {
-    a.step(i);
-    b.step(i);
-  }
+SyncSettings settingsOf(OuterMethod method, int64_t H) {
+  SyncSettings s;
+  s.method = method;
+  s.H = H;
+  return s;
 }
 
 void expectClose(const std::vector<float>& a, const std::vector<float>& b, float rel,
@@ -187,8 +200,7 @@ TEST_F(Schedules, FragmentPlansTileTheModel) {
 
 // DDP on N ranks == 1 rank with N x the batch (plain SGD, mean loss).
 TEST_F(Schedules, DdpEqualsOneRankWithTheWholeBatch) {
-  SyncSettings s;
-  s.method = OuterMethod::Ddp;
+  SyncSettings s = settingsOf(OuterMethod::Ddp, 100);
   s.bucket_bytes = 16 << 10;  // several buckets, started during backward
   Replica ddp(*world, replicaRanks(), s, plainSgd());
   nn::Gpt ref(tinyShape(), runtime::Device::cpu());
@@ -213,58 +225,38 @@ TEST_F(Schedules, DdpEqualsOneRankWithTheWholeBatch) {
 // local_sgd with H = 1 == ddp with plain SGD: averaging parameters after identical-start SGD
 // steps is averaging the gradients.
 TEST_F(Schedules, LocalSgdH1EqualsDdp) {
-  SyncSettings local;
-  local.method = OuterMethod::LocalSgd;
-  local.H = 1;
-  SyncSettings ddp_s;
-  ddp_s.method = OuterMethod::Ddp;
-  Replica a(*world, replicaRanks(), local, plainSgd());
-  Replica b(*world, replicaRanks(), ddp_s, plainSgd());
-  trainSideBySide(a, b, 3);
-  expectClose(a.params(), b.params(), 2e-5f, "local_sgd H=1 vs ddp");
-  EXPECT_EQ(a.strategy().stats().outer_steps, 3);
+  const SideBySide r = sideBySide(settingsOf(OuterMethod::LocalSgd, 1),
+                                  settingsOf(OuterMethod::Ddp, 1), plainSgd(), 3);
+  expectClose(r.a, r.b, 2e-5f, "local_sgd H=1 vs ddp");
+  EXPECT_EQ(r.a_outer_steps, 3);
 }
 
 // diloco with outer lr 1, momentum 0 == local_sgd up to float rounding (inner plain SGD: AdamW
 // would amplify the rounding of near-zero gradients into lr-sized differences).
 TEST_F(Schedules, DilocoLr1Mu0EqualsLocalSgd) {
-  SyncSettings d;
-  d.method = OuterMethod::Diloco;
-  d.H = 2;
+  SyncSettings d = settingsOf(OuterMethod::Diloco, 2);
   d.lr = 1;
   d.momentum = 0;
-  SyncSettings l = d;
-  l.method = OuterMethod::LocalSgd;
-  Replica a(*world, replicaRanks(), d, plainSgd());
-  Replica b(*world, replicaRanks(), l, plainSgd());
-  trainSideBySide(a, b, 6);
-  expectClose(a.params(), b.params(), 1e-5f, "diloco lr 1 mu 0 vs local_sgd");
-  EXPECT_EQ(a.strategy().stats().outer_steps, 3);
+  const SideBySide r = sideBySide(d, settingsOf(OuterMethod::LocalSgd, 2), plainSgd(), 6);
+  expectClose(r.a, r.b, 1e-5f, "diloco lr 1 mu 0 vs local_sgd");
+  EXPECT_EQ(r.a_outer_steps, 3);
 }
 
 // streaming_diloco with one fragment and no overlap is diloco, bit for bit (whatever alpha).
 TEST_F(Schedules, StreamingOneFragmentNoOverlapIsDiloco) {
-  SyncSettings d;
-  d.method = OuterMethod::Diloco;
-  d.H = 3;
-  SyncSettings st = d;
-  st.method = OuterMethod::StreamingDiloco;
+  SyncSettings st = settingsOf(OuterMethod::StreamingDiloco, 3);
   st.fragments = 1;
   st.overlap = 0;
   st.alpha = 0.3;
-  Replica a(*world, replicaRanks(), d, adamw());
-  Replica b(*world, replicaRanks(), st, adamw());
-  trainSideBySide(a, b, 7);
-  EXPECT_EQ(a.params(), b.params());
+  const SideBySide r = sideBySide(settingsOf(OuterMethod::Diloco, 3), st, adamw(), 7);
+  EXPECT_EQ(r.a, r.b);
 }
 
 // streaming_diloco, P = 2, tau = 0: after each fragment's sync its parameters equal
 // theta_global computed here by hand (nesterov on the mean over replicas of
 // theta_global - theta_local), and the other fragment's parameters are untouched.
 TEST_F(Schedules, StreamingFragmentsMatchHandComputedNesterov) {
-  SyncSettings s;
-  s.method = OuterMethod::StreamingDiloco;
-  s.H = 4;
+  SyncSettings s = settingsOf(OuterMethod::StreamingDiloco, 4);
   s.fragments = 2;
   s.overlap = 0;
   s.lr = 0.7;
@@ -298,9 +290,7 @@ TEST_F(Schedules, StreamingFragmentsMatchHandComputedNesterov) {
 // tau >= 1: the exchange started at t lands after step t + tau, mixed with alpha into the
 // parameters trained meanwhile; evalParams shows theta_global.
 TEST_F(Schedules, StreamingOverlapMixesWithAlpha) {
-  SyncSettings s;
-  s.method = OuterMethod::StreamingDiloco;
-  s.H = 4;
+  SyncSettings s = settingsOf(OuterMethod::StreamingDiloco, 4);
   s.fragments = 1;
   s.overlap = 1;
   s.alpha = 0.5;
@@ -331,9 +321,7 @@ TEST_F(Schedules, StreamingOverlapMixesWithAlpha) {
 // finish() lands what is in flight and syncs every fragment not synced at the last step: then
 // all replicas hold the same parameters, equal to theta_global.
 TEST_F(Schedules, StreamingFinishLeavesOneModel) {
-  SyncSettings s;
-  s.method = OuterMethod::StreamingDiloco;
-  s.H = 4;
+  SyncSettings s = settingsOf(OuterMethod::StreamingDiloco, 4);
   s.fragments = 2;
   s.overlap = 1;
   Replica r(*world, replicaRanks(), s, adamw());
@@ -354,9 +342,7 @@ TEST_F(Schedules, StreamingFinishLeavesOneModel) {
 // Per-replica tau (heterogeneous workers): replica q waits for the exchange started at t after
 // step t + 1 + q, and mixes it into what it trained meanwhile.
 TEST_F(Schedules, StreamingPerReplicaOverlap) {
-  SyncSettings s;
-  s.method = OuterMethod::StreamingDiloco;
-  s.H = 6;
+  SyncSettings s = settingsOf(OuterMethod::StreamingDiloco, 6);
   s.fragments = 1;
   s.alpha = 0.5;
   s.optimizer = OuterOptimizer::Average;
@@ -383,9 +369,7 @@ TEST_F(Schedules, StreamingPerReplicaOverlap) {
 // co2 with penalty none, no clipping, beta 0, lr 1: x_o(k+1) = x_o(k) - (x_o(k-1) - xbar(k-1)),
 // i.e. each round's mean progress applied one round late.
 TEST_F(Schedules, Co2WithoutPenaltyIsOneRoundDelayedAveraging) {
-  SyncSettings s;
-  s.method = OuterMethod::Co2;
-  s.H = 2;
+  SyncSettings s = settingsOf(OuterMethod::Co2, 2);
   s.penalty = GapPenalty::None;
   s.clip = ClipMode::Off;
   s.momentum = 0;
@@ -416,9 +400,7 @@ TEST_F(Schedules, Co2WithoutPenaltyIsOneRoundDelayedAveraging) {
 
 // co2 with the gap penalty and value clipping against the same equations computed here.
 TEST_F(Schedules, Co2GapPenaltyAndClipMatchTheEquations) {
-  SyncSettings s;
-  s.method = OuterMethod::Co2;
-  s.H = 2;
+  SyncSettings s = settingsOf(OuterMethod::Co2, 2);
   s.penalty = GapPenalty::Gap;
   s.penalty_eps = 1e-8;
   s.clip = ClipMode::Value;
@@ -466,9 +448,7 @@ TEST_F(Schedules, Co2GapPenaltyAndClipMatchTheEquations) {
 // An fp4 exchange differs from the f32 one by at most the codec's bound (runtime/codec.h)
 // on each replica's contribution plus that of the re-quantised mean.
 TEST_F(Schedules, Fp4ExchangeStaysWithinTheCodecBound) {
-  SyncSettings s;
-  s.method = OuterMethod::StreamingDiloco;
-  s.H = 3;
+  SyncSettings s = settingsOf(OuterMethod::StreamingDiloco, 3);
   s.fragments = 1;
   s.overlap = 0;
   s.optimizer = OuterOptimizer::Average;  // theta_local = theta_global - mean Delta
