@@ -249,6 +249,18 @@ void prepareRunDir(const Config& c) {
         c, "run.out_dir", "cannot write " + (dir / "config.yaml").string() + ": " + ec.message()));
 }
 
+// The config's enums and the schedules' (and the codec's) list the same values in the same
+// order, so syncSettings converts by value; these fail to compile if one of them changes.
+static_assert(static_cast<int>(OuterMethod::Co2) == static_cast<int>(schedules::OuterMethod::Co2) &&
+              static_cast<int>(OuterMethod::LocalSgd) ==
+                  static_cast<int>(schedules::OuterMethod::LocalSgd));
+static_assert(static_cast<int>(OuterOptimizerKind::Average) ==
+              static_cast<int>(schedules::OuterOptimizer::Average));
+static_assert(static_cast<int>(GapPenalty::None) == static_cast<int>(schedules::GapPenalty::None));
+static_assert(static_cast<int>(ClipMode::Norm) == static_cast<int>(schedules::ClipMode::Norm));
+static_assert(static_cast<int>(CodecKind::Topk) == static_cast<int>(runtime::Codec::Topk) &&
+              static_cast<int>(CodecKind::Fp4) == static_cast<int>(runtime::Codec::Fp4));
+
 schedules::SyncSettings syncSettings(const Config& c, int replica) {
   const OuterSyncConfig& o = c.sync.outer;
   schedules::SyncSettings s;
@@ -280,10 +292,17 @@ std::vector<comm::TierSpec> tierSpecs(const Config& c) {
   return tiers;
 }
 
-// Every rank learns whether set-up failed anywhere: the failing rank rethrows its own error,
-// the others stop with a note (rank 0's error is the one printed), so none is left waiting in
-// a collective.
-void agree(comm::Communicator& world, std::exception_ptr error) {
+// Runs a set-up step on every rank, then every rank learns whether it failed anywhere: the
+// failing rank rethrows its own error, the others stop with a note (rank 0's error is the one
+// printed), so none is left waiting in a collective.
+template <class F>
+void agreeOn(comm::Communicator& world, F&& step) {
+  std::exception_ptr error;
+  try {
+    step();
+  } catch (...) {
+    error = std::current_exception();
+  }
   float failed = error ? 1.0f : 0.0f;
   world.allReduce(&failed, 1);
   if (error) std::rethrow_exception(error);
@@ -295,8 +314,6 @@ void agree(comm::Communicator& world, std::exception_ptr error) {
 struct NullBuffer : std::streambuf {
   int overflow(int c) override { return c; }
 };
-
-}  // namespace
 
 // Config values this version accepts but cannot run yet: refused, never silently replaced.
 void checkSupported(const Config& c) {
@@ -313,6 +330,8 @@ void checkSupported(const Config& c) {
         keyMessage(c, "comm.backend", "nccl is not wired into training yet; use auto or mpi"));
 }
 
+}  // namespace
+
 TrainResult train(const Config& c, const TrainOptions& options, std::ostream& out_lead) {
   const auto start = Clock::now();
   checkSupported(c);
@@ -325,27 +344,20 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   std::ostream null_stream(&null_buffer);
   std::ostream& out = rank == 0 ? out_lead : null_stream;  // rank 0 speaks for the job
 
-  std::exception_ptr setup_error;
-  try {
+  agreeOn(world, [&] {
     if (rank == 0 && !options.dry_run) checkRunDir(c, options.overwrite);
-  } catch (...) {
-    setup_error = std::current_exception();
-  }
-  agree(world, setup_error);
+  });
   const runtime::DeviceSelection device = runtime::selectDevice(c.device);
   out << "device: " << device.reason << "\n";
   runtime::Stream stream(device.device);
 
   std::unique_ptr<RunData> data;
-  try {
+  agreeOn(world, [&] {
     if (c.model.kind == ModelKind::Gpt)
       data = std::make_unique<TokenData>(c, rank, ranks);
     else
       data = std::make_unique<ImageData>(c, rank, ranks);
-  } catch (...) {
-    setup_error = std::current_exception();
-  }
-  agree(world, setup_error);
+  });
   std::unique_ptr<nn::Model> model = buildModel(c, device.device);
   nn::ParamStore& params = model->params();
   params.initialize(static_cast<uint64_t>(c.run.seed), stream);  // the same on every rank
@@ -382,17 +394,13 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
 
   std::ofstream metrics;
   const fs::path metrics_path = fs::path(c.run.out_dir) / "metrics.jsonl";
-  try {
-    if (rank == 0) {
-      prepareRunDir(c);
-      metrics.open(metrics_path);
-      if (!metrics)
-        throw ConfigError(keyMessage(c, "run.out_dir", "cannot write " + metrics_path.string()));
-    }
-  } catch (...) {
-    setup_error = std::current_exception();
-  }
-  agree(world, setup_error);
+  agreeOn(world, [&] {
+    if (rank != 0) return;
+    prepareRunDir(c);
+    metrics.open(metrics_path);
+    if (!metrics)
+      throw ConfigError(keyMessage(c, "run.out_dir", "cannot write " + metrics_path.string()));
+  });
   // Lines go out whole; a failed write (disk full) ends the run with its reason.
   auto writeMetrics = [&](const std::string& line) {
     if (rank != 0) return;

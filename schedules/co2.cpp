@@ -77,11 +77,6 @@ void Co2::applyStale(const float* xbar) {
   ++stats_.fragment_steps[0];
 }
 
-void Co2::setReplicaParams() {
-  shard_->allGatherInto(groups_.replica(), xo_.data(), scratch_, params_.params().data<float>(),
-                        0.0f);
-}
-
 void Co2::afterOptimizerStep(int64_t step) {
   if ((step + 1) % s_.H != 0) return;
   const int landing = in_flight_;
@@ -90,12 +85,8 @@ void Co2::afterOptimizerStep(int64_t step) {
   shard_->gatherOwn(params_.params().data<float>(), snap_[next].data());
   exchange_ = startMean(groups_.across(), codec_.get(), snap_[next].data(), shard_->own(), 0);
   in_flight_ = next;
-  if (landing >= 0)
-    applyStale(snap_[landing].data());
-  else
-    xprev_ = xo_;  // round 0: x_o(1) = x_o(0)
-  ++rounds_;
-  setReplicaParams();
+  if (landing >= 0) applyStale(snap_[landing].data());  // round 0: x_o(1) = x_o(0)
+  evalParams(params_.params().data<float>());           // the replica continues from x_o
 }
 
 void Co2::finish() {
@@ -103,11 +94,11 @@ void Co2::finish() {
   land(exchange_, stats_.outer);
   applyStale(snap_[in_flight_].data());
   in_flight_ = -1;
-  setReplicaParams();
+  evalParams(params_.params().data<float>());
 }
 
 void Co2::evalParams(float* out) {
-  std::copy_n(params_.params().data<float>(), params_.size(), out);
+  // The one fragment spans the whole buffer: every element of out is written.
   shard_->allGatherInto(groups_.replica(), xo_.data(), scratch_, out, 0.0f);
 }
 

@@ -36,7 +36,6 @@ class Co2 : public GradientAveraging {
 
  private:
   void applyStale(const float* xbar);  // the k >= 1 update of x_o from xbar(k-1)
-  void setReplicaParams();
 
   SyncSettings s_;
   nn::ParamStore& params_;
@@ -45,7 +44,7 @@ class Co2 : public GradientAveraging {
   std::unique_ptr<FragmentShard> shard_;
   std::vector<float> xo_, xprev_, m_, snap_[2], scratch_;
   float update_mean_ = 0;  // u
-  int64_t updates_ = 0, rounds_ = 0;
+  int64_t updates_ = 0;
   Exchange exchange_;
   std::unique_ptr<comm::CompressedAllReduce> codec_;
   int in_flight_ = -1;  // index of the snapshot being reduced

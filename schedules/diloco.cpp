@@ -131,8 +131,7 @@ void StreamingDiloco::finish() {
 }
 
 void StreamingDiloco::evalParams(float* out) {
-  const float* theta = params_.params().data<float>();
-  std::copy_n(theta, params_.size(), out);
+  // The fragments tile the whole buffer: every element of out is written.
   for (FragmentState& f : frags_)
     f.shard->allGatherInto(groups_.replica(), f.global.data(), scratch_, out, 0.0f);
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "schedules/strategy.h"
 
@@ -10,9 +11,9 @@ namespace lowband::schedules {
 
 std::vector<GroupSpan> groupSpans(const nn::ParamStore& params) {
   std::map<int64_t, int> first;  // first element -> group
-  for (const nn::ParamInfo& p : params.infos())
-    if (!first.count(params.groupRange(p.group).first))
-      first[params.groupRange(p.group).first] = p.group;
+  std::set<int> seen;
+  for (const nn::ParamInfo& p : params.infos())  // groupRange also checks it is contiguous
+    if (seen.insert(p.group).second) first[params.groupRange(p.group).first] = p.group;
   std::vector<GroupSpan> spans;
   for (auto it = first.begin(); it != first.end(); ++it) {
     const auto next = std::next(it);
