@@ -39,8 +39,11 @@ class CompressedAllReduce {
   int64_t shardSize(int64_t n) const;
   int64_t wireBytesPerRank(int64_t n) const;
   int64_t slotBytes(int64_t n) const;  // one encoded shard on the wire, aligned
-  // Error-feedback residual of `slot` (empty before its first call); read it between calls.
+  // Error-feedback residual of `slot` (empty before its first call); read or set it between
+  // calls (checkpoints), never while an op is in flight.
   const std::vector<float>& residual(int slot = 0) { return residuals_[slot]; }
+  void setResidual(int slot, std::vector<float> values) { residuals_[slot] = std::move(values); }
+  bool errorFeedback() const { return error_feedback_; }
 
  private:
   void run(float* data, int64_t n, ReduceOp op, int slot);

@@ -138,10 +138,16 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   train_cmd->add_option("--set", train_overrides, "Override a key: key.path=value (repeatable)")
       ->type_name("KEY=VALUE");
   train_cmd->add_flag("--overwrite", train_options.overwrite,
-                      "Replace the run already in run.out_dir (config.yaml, metrics.jsonl)");
+                      "Replace the run already in run.out_dir (config.yaml, metrics.jsonl, "
+                      "checkpoints)");
   train_cmd->add_flag("--dry-run", train_options.dry_run,
                       "Check config and data, build the model, print the start-up table; no "
                       "training");
+  train_cmd
+      ->add_option("--resume", train_options.resume,
+                   "Continue from a checkpoint: 'auto' (the newest complete one in run.out_dir, "
+                   "or step 0 if there is none) or a checkpoint directory")
+      ->type_name("auto|PATH");
 
   TrainBenchOptions bench_options;
   std::string bench_preset = "small";

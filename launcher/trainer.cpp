@@ -1,11 +1,14 @@
 #include "launcher/trainer.h"
 
 #include <omp.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +19,9 @@
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_runtime.h"
 #include "comm/topology.h"
+#include "launcher/agree.h"
+#include "launcher/checkpoint.h"
+#include "lowband_build.h"
 #include "nn/data.h"
 #include "nn/gpt.h"
 #include "nn/mlp.h"
@@ -65,6 +71,8 @@ class RunData {
   virtual bool hasValidation() const = 0;
   virtual Eval evaluate(nn::Model& model, const runtime::Stream& s, int64_t max_batches) = 0;
   virtual std::string describe() const = 0;
+  virtual nn::LoaderPosition position() const = 0;  // of the training stream (checkpoints)
+  virtual void restore(const nn::LoaderPosition& pos) = 0;
 };
 
 class TokenData : public RunData {
@@ -95,6 +103,8 @@ class TokenData : public RunData {
     }
     return {total / static_cast<double>(n), -1};
   }
+  nn::LoaderPosition position() const override { return train_.position(); }
+  void restore(const nn::LoaderPosition& pos) override { train_.restore(pos); }
   std::string describe() const override {
     std::string s = std::to_string(train_.tokens()) + " train tokens (" +
                     std::to_string(train_.windows()) + " windows of " + std::to_string(seq_ + 1) +
@@ -149,6 +159,8 @@ class ImageData : public RunData {
     return {loss / static_cast<double>(seen),
             static_cast<double>(correct) / static_cast<double>(seen)};
   }
+  nn::LoaderPosition position() const override { return train_.position(); }
+  void restore(const nn::LoaderPosition& pos) override { train_.restore(pos); }
   std::string describe() const override {
     std::string s = std::to_string(train_.size()) + " train images";
     if (val_) s += ", " + std::to_string(val_->size()) + " test images";
@@ -207,46 +219,78 @@ nn::OptimizerSettings optimizerSettings(const Config& c) {
 }
 
 // Files a run writes; --overwrite removes exactly these, nothing else in the directory.
-const char* const kRunFiles[] = {"config.yaml", "metrics.jsonl"};
+const char* const kRunFiles[] = {"config.yaml", "metrics.jsonl", "checkpoints"};
 
-// Refuses, before any work, to write over a run that is already there.
-void checkRunDir(const Config& c, bool overwrite) {
+// Refuses, before any work, to write over a run that is already there (continuing one is what
+// --resume is for).
+void checkRunDir(const Config& c, const TrainOptions& o) {
+  if (!o.resume.empty()) return;
   const fs::path dir(c.run.out_dir);
   bool existing = false;
   std::error_code ec;
   for (const char* f : kRunFiles) existing |= fs::exists(dir / f, ec);
-  if (existing && !overwrite)
+  if (existing && !o.overwrite)
     throw ConfigError(keyMessage(c, "run.out_dir",
                                  c.run.out_dir +
-                                     " already holds a run (config.yaml/metrics.jsonl); pass "
+                                     " already holds a run (config.yaml/metrics.jsonl/"
+                                     "checkpoints); pass --resume auto to continue it, "
                                      "--overwrite to replace it, or set another run.out_dir "
                                      "(e.g. --set run.out_dir=runs/new)"));
 }
 
-void prepareRunDir(const Config& c) {
+// The metrics of a resumed run: the lines up to the checkpoint's step stay, later ones (the
+// interrupted attempt's) go, so every step is reported once.
+void truncateMetrics(const fs::path& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    long long s = 0;
+    if (std::sscanf(line.c_str(), "{\"step\":%lld", &s) == 1 && s <= step) kept += line + "\n";
+  }
+  in.close();
+  writeFileAtomic(path, {reinterpret_cast<const uint8_t*>(kept.data()), kept.size()});
+}
+
+// Creates run.out_dir and writes the resolved config. A fresh run (resume_step < 0) removes
+// the metrics of an earlier one (checkRunDir made sure that was asked for) and, with
+// --overwrite, its checkpoints; a resumed one keeps its metrics up to resume_step.
+void prepareRunDir(const Config& c, bool overwrite, int64_t resume_step) {
   const fs::path dir(c.run.out_dir);
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec)
     throw ConfigError(
         keyMessage(c, "run.out_dir", "cannot create " + c.run.out_dir + ": " + ec.message()));
-  for (const char* f : kRunFiles) {
-    fs::remove(dir / f, ec);
-    if (ec)
-      throw ConfigError(keyMessage(c, "run.out_dir",
-                                   "cannot replace " + (dir / f).string() + ": " + ec.message()));
+  if (resume_step >= 0) {
+    truncateMetrics(dir / "metrics.jsonl", resume_step);
+  } else {
+    for (const char* f : kRunFiles) {
+      if (std::string(f) == "checkpoints" && !overwrite) continue;
+      fs::remove_all(dir / f, ec);
+      if (ec)
+        throw ConfigError(keyMessage(c, "run.out_dir",
+                                     "cannot replace " + (dir / f).string() + ": " + ec.message()));
+    }
   }
-  // The resolved config, written whole before it replaces anything.
-  const fs::path tmp = dir / ".config.yaml.tmp";
-  {
-    std::ofstream o(tmp);
-    o << "# resolved from " << c.source << "\n" << toYaml(c);
-    if (!o) throw ConfigError(keyMessage(c, "run.out_dir", "cannot write " + tmp.string()));
-  }
-  fs::rename(tmp, dir / "config.yaml", ec);
-  if (ec)
-    throw ConfigError(keyMessage(
-        c, "run.out_dir", "cannot write " + (dir / "config.yaml").string() + ": " + ec.message()));
+  const std::string yaml = "# resolved from " + c.source + "\n" + toYaml(c);
+  writeFileAtomic(dir / "config.yaml",
+                  {reinterpret_cast<const uint8_t*>(yaml.data()), yaml.size()});
+}
+
+// What must match between a checkpoint and the run resuming from it.
+std::string layoutOf(const Config& c, const nn::Model& model, schedules::ReplicaGroups& g,
+                     int world) {
+  std::string s = "world " + std::to_string(world) + ", " + std::to_string(g.replicas()) +
+                  " replica(s) of " + std::to_string(g.replica().size()) + "; " + model.describe() +
+                  "; optimizer " + enumName(c.optimizer.kind) + "; inner " +
+                  enumName(c.sync.inner.method) + "; outer " + enumName(c.sync.outer.method);
+  if (c.sync.outer.method == OuterMethod::StreamingDiloco)
+    s += " x" + std::to_string(c.sync.outer.resolvedFragments(c.model)) + " fragments";
+  if (c.sync.outer.codec != CodecKind::None)
+    s += std::string(", codec ") + enumName(c.sync.outer.codec) +
+         (c.sync.outer.error_feedback ? " with error feedback" : "");
+  return s;
 }
 
 // The config's enums and the schedules' (and the codec's) list the same values in the same
@@ -292,25 +336,6 @@ std::vector<comm::TierSpec> tierSpecs(const Config& c) {
   return tiers;
 }
 
-// Runs a set-up step on every rank, then every rank learns whether it failed anywhere: the
-// failing rank rethrows its own error, the others stop with a note (rank 0's error is the one
-// printed), so none is left waiting in a collective.
-template <class F>
-void agreeOn(comm::Communicator& world, F&& step) {
-  std::exception_ptr error;
-  try {
-    step();
-  } catch (...) {
-    error = std::current_exception();
-  }
-  float failed = error ? 1.0f : 0.0f;
-  world.allReduce(&failed, 1);
-  if (error) std::rethrow_exception(error);
-  if (failed > 0)
-    throw ConfigError("run set-up failed on " + std::to_string(static_cast<int>(failed)) +
-                      " other rank(s); see rank 0's error");
-}
-
 struct NullBuffer : std::streambuf {
   int overflow(int c) override { return c; }
 };
@@ -330,6 +355,92 @@ void checkSupported(const Config& c) {
         keyMessage(c, "comm.backend", "nccl is not wired into training yet; use auto or mpi"));
 }
 
+// Counters of the training loop that a resumed run carries on with.
+struct LoopCounters {
+  int64_t updated = 0;  // steps whose update was applied
+  int64_t skipped = 0;  // NaN/Inf steps
+  int64_t bad_in_a_row = 0;
+  int64_t window_steps = 0, window_all = 0;  // of the current log window: updated / all steps
+  double window_loss = 0;
+};
+
+// Slurm's warning before it ends a job (sbatch --signal=USR1@120) or the end itself (SIGTERM):
+// noted here, acted on at the next step boundary every rank agrees on.
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void noteStopSignal(int signal) { g_stop_signal = signal; }
+
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop_signal = 0;
+    struct sigaction a {};
+    a.sa_handler = noteStopSignal;
+    sigemptyset(&a.sa_mask);
+    a.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &a, &old_term_);
+    sigaction(SIGUSR1, &a, &old_usr1_);
+  }
+  ~StopSignals() {
+    sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGUSR1, &old_usr1_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  struct sigaction old_term_ {
+  }, old_usr1_{};
+};
+
+const char* signalName(int signal) {
+  return signal == SIGTERM ? "SIGTERM" : signal == SIGUSR1 ? "SIGUSR1" : "a signal";
+}
+
+// "vm: rank 0 pid 11, rank 1 pid 12" per host (collective): which process is which rank, for
+// messages of the MPI launcher that name only a pid (a rank that was killed).
+std::string rankTable(comm::Communicator& world) {
+  constexpr int kHostBytes = 64, kEntry = kHostBytes + 8;
+  std::vector<uint8_t> own(kEntry, 0), all(static_cast<std::size_t>(kEntry) * world.size());
+  gethostname(reinterpret_cast<char*>(own.data()), kHostBytes - 1);
+  const int64_t pid = getpid();
+  std::memcpy(own.data() + kHostBytes, &pid, 8);
+  world.allGatherBytesAsync(own.data(), all.data(), kEntry)->wait();
+  if (world.size() > 64) return "(pids omitted above 64 ranks)";
+  std::string text, last_host;
+  for (int r = 0; r < world.size(); ++r) {
+    const uint8_t* e = all.data() + static_cast<std::size_t>(kEntry) * r;
+    const std::string host(reinterpret_cast<const char*>(e));
+    int64_t p = 0;
+    std::memcpy(&p, e + kHostBytes, 8);
+    if (host != last_host) {
+      if (!text.empty()) text += "; ";
+      text += host + ": ";
+      last_host = host;
+    } else {
+      text += ", ";
+    }
+    text += "rank " + std::to_string(r) + " pid " + std::to_string(p);
+  }
+  return text;
+}
+
+// The parameters of `theta` (the model's flat layout) as safetensors, one tensor per name.
+std::vector<uint8_t> modelFile(const nn::ParamStore& params, const float* theta, const Config& c,
+                               int64_t step) {
+  std::vector<NamedTensor> tensors;
+  for (const nn::ParamInfo& p : params.infos()) {
+    NamedTensor t{p.name, {}, theta + p.offset};
+    for (int i = 0; i < p.shape.ndim(); ++i) t.shape.push_back(p.shape[i]);
+    tensors.push_back(std::move(t));
+  }
+  return encodeSafetensors(tensors, {{"format", "pt"},
+                                     {"lowband_version", LB_VERSION},
+                                     {"run", c.run.name},
+                                     {"step", std::to_string(step)},
+                                     {"model", enumName(c.model.kind)},
+                                     {"vocab", std::to_string(c.model.vocab)}});
+}
+
 }  // namespace
 
 TrainResult train(const Config& c, const TrainOptions& options, std::ostream& out_lead) {
@@ -345,10 +456,9 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   std::ostream& out = rank == 0 ? out_lead : null_stream;  // rank 0 speaks for the job
 
   agreeOn(world, [&] {
-    if (rank == 0 && !options.dry_run) checkRunDir(c, options.overwrite);
+    if (rank == 0 && !options.dry_run) checkRunDir(c, options);
   });
   const runtime::DeviceSelection device = runtime::selectDevice(c.device);
-  out << "device: " << device.reason << "\n";
   runtime::Stream stream(device.device);
 
   std::unique_ptr<RunData> data;
@@ -372,32 +482,86 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   model->setGradsReadyHook([&](int group) { strategy->onGradsReady(group); });
   const double peak = runtime::measureGemmPeak(stream);
 
-  out << "model: " << model->describe() << "\n";
-  out << "data: " << data->describe() << (ranks > 1 ? " per rank" : "") << "\n";
-  out << "optimizer: " << enumName(c.optimizer.kind) << " lr " << c.optimizer.lr << ", warmup "
-      << c.optimizer.warmup << ", " << enumName(c.optimizer.schedule) << " to "
-      << c.optimizer.min_lr_ratio << " x lr, grad clip " << c.optimizer.grad_clip << "\n";
-  out << "world: " << ranks << " rank(s) on " << topology.hosts() << " host(s); tiers:";
+  // The start-up table (rank 0).
+  auto row = [&](const char* key) -> std::ostream& {
+    char k[16];
+    std::snprintf(k, sizeof k, "%-11s", key);
+    return out << k;
+  };
+  row("run") << c.run.name << ": " << c.run.steps << " steps -> " << c.run.out_dir
+             << " (checkpoints "
+             << (c.run.checkpoint_every > 0
+                     ? "every " + std::to_string(c.run.checkpoint_every) + " steps and "
+                     : "")
+             << "at the end, keep " << c.run.keep_last << ")\n";
+  row("device") << device.reason << "; " << omp_get_max_threads() << " thread(s), GEMM peak "
+                << static_cast<int>(peak) << " GFLOP/s\n";
+  row("world") << ranks << " rank(s) on " << topology.hosts() << " host(s): " << rankTable(world)
+               << "\n";
+  row("tiers");
   for (int i = 0; i < topology.levels(); ++i)
-    out << " " << topology.tier(i).name << " x" << topology.tierSize(i) << " ("
+    out << (i ? " | " : "") << topology.tier(i).name << " x" << topology.tierSize(i) << " ("
         << format(Bandwidth{topology.tier(i).bandwidth}) << ", "
         << format(Duration{topology.tier(i).latency}) << ")";
   out << (c.topology.emulate ? ", emulated" : "") << "\n";
-  out << "sync: " << groups.replicas() << " replica(s) of " << groups.replica().size()
-      << " rank(s) across '" << topology.tier(outer_tier).name << "'; inner "
-      << enumName(c.sync.inner.method) << "; outer " << strategy->describe() << "\n";
-  out << "threads: " << omp_get_max_threads() << ", GEMM peak " << static_cast<int>(peak)
-      << " GFLOP/s; run: " << c.run.steps << " steps -> " << c.run.out_dir << "\n";
+  row("sync") << groups.replicas() << " replica(s) of " << groups.replica().size()
+              << " rank(s) across '" << topology.tier(outer_tier).name << "'; inner "
+              << enumName(c.sync.inner.method) << "; outer " << strategy->describe() << "\n";
+  row("model") << model->describe() << "\n";
+  row("data") << data->describe() << (ranks > 1 ? " per rank" : "") << "\n";
+  row("optimizer") << enumName(c.optimizer.kind) << " lr " << c.optimizer.lr << ", warmup "
+                   << c.optimizer.warmup << ", " << enumName(c.optimizer.schedule) << " to "
+                   << c.optimizer.min_lr_ratio << " x lr, grad clip " << c.optimizer.grad_clip
+                   << "\n";
+  {
+    const auto param_bytes = static_cast<uint64_t>(params.size()) * sizeof(float);
+    const uint64_t optimizer_bytes = optimizer.state().nbytes();
+    const auto outer_bytes = static_cast<uint64_t>(strategy->outerStateBytes());
+    row("memory") << "per rank: params " << formatApprox(ByteSize{param_bytes}) << ", grads "
+                  << formatApprox(ByteSize{param_bytes}) << ", optimizer "
+                  << formatApprox(ByteSize{optimizer_bytes}) << ", outer state "
+                  << formatApprox(ByteSize{outer_bytes}) << "\n";
+  }
   TrainResult result;
   result.gemm_peak_gflops = peak;
   if (options.dry_run) return result;
+
+  const StopSignals stop_signals;
+  Checkpoints checkpoints(world, c.run.out_dir, layoutOf(c, *model, groups, ranks),
+                          c.run.keep_last);
+  std::optional<Checkpoints::Found> resumed;
+  if (!options.resume.empty()) {
+    try {
+      resumed = checkpoints.find(options.resume, out);  // the same answer on every rank
+    } catch (const CheckpointError& e) {
+      throw ConfigError(e.what());  // bad input, said once by rank 0
+    }
+    if (!resumed)
+      out << "resume: no complete checkpoint in " << checkpoints.root().string()
+          << "; starting at step 0\n";
+  }
+  LoopCounters n;
+  int64_t first_step = 0;
+  if (resumed) {
+    agreeOn(world, [&] {
+      const runtime::StateDict state = checkpoints.readState(*resumed);
+      runtime::getTensor(state, "model.params", stream, params.params());
+      optimizer.loadState(stream, state);
+      strategy->loadState(state);
+      data->restore(state.value<nn::LoaderPosition>("data.position"));
+      first_step = state.value<int64_t>("trainer.step");
+      n = state.value<LoopCounters>("trainer.counters");
+    });
+    result.resumed_from = first_step;
+    out << "resume: from " << resumed->dir.string() << " (step " << first_step << ")\n";
+  }
 
   std::ofstream metrics;
   const fs::path metrics_path = fs::path(c.run.out_dir) / "metrics.jsonl";
   agreeOn(world, [&] {
     if (rank != 0) return;
-    prepareRunDir(c);
-    metrics.open(metrics_path);
+    prepareRunDir(c, options.overwrite, resumed ? first_step : -1);
+    metrics.open(metrics_path, std::ios::app);
     if (!metrics)
       throw ConfigError(keyMessage(c, "run.out_dir", "cannot write " + metrics_path.string()));
   });
@@ -443,34 +607,62 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     eval_s += secondsSince(eval_start);
   };
 
+  // A checkpoint of the state after `done` steps: every rank's state, theta_global as the model.
+  std::vector<float> global;
+  const std::string resolved_yaml = "# resolved from " + c.source + "\n" + toYaml(c);
+  auto checkpoint = [&](int64_t done) {
+    runtime::StateDict state(rankStateName(rank));
+    runtime::putTensor(state, "model.params", stream, params.params());
+    optimizer.saveState(stream, state);
+    strategy->saveState(state);  // waits for exchanges in flight, keeps their results
+    state.putValue("data.position", data->position());
+    state.putValue("trainer.step", done);
+    state.putValue("trainer.counters", n);
+    global.resize(static_cast<std::size_t>(params.size()));
+    if (params.device().isCuda())  // one process: theta_global is the parameters
+      runtime::copyBytes(stream, global.data(), runtime::Device::cpu(), params.params().raw(),
+                         params.device(), global.size() * sizeof(float));
+    else
+      strategy->evalParams(global.data());  // collective over the replica
+    stream.synchronize();
+    const std::vector<uint8_t> model_bytes =
+        rank == 0 ? modelFile(params, global.data(), c, done) : std::vector<uint8_t>{};
+    const fs::path dir = checkpoints.write(done, state, model_bytes, resolved_yaml);
+    writeMetrics("{\"step\":" + std::to_string(done) + ",\"checkpoint\":\"" + dir.string() + "\"}");
+    out << "checkpoint: " << dir.string() << "\n";
+    result.last_checkpoint = dir.string();
+  };
+
   const auto train_start = Clock::now();
   auto window_start = Clock::now();
-  int64_t window_steps = 0, window_all = 0, bad_in_a_row = 0;  // updated / all steps
-  double window_loss = 0;
   std::map<std::string, comm::OpTraffic> last_traffic = topology.tierTraffic();
-  for (int64_t step = 0; step < c.run.steps; ++step) {
+  // Preemption: each step boundary starts a world sum of the signals seen, awaited one step
+  // later (its latency hides behind that step), so every rank stops after the same step.
+  float stop_votes = 0;
+  std::shared_ptr<comm::Work> stop_vote;
+  for (int64_t step = first_step; step < c.run.steps; ++step) {
     runtime::fill(stream, params.grads(), 0.0f);
     const float loss = model->forward(stream, data->next());
     model->backward(stream);
     strategy->beforeOptimizerStep();
     // The norm of the replica's mean gradient: every rank of a replica agrees on a skip.
     const double norm = optimizer.gradientNorm(stream);
-    ++window_all;
+    ++n.window_all;
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
-      ++result.skipped_steps;
+      ++n.skipped;
       out << "step " << step + 1 << ": skipped, "
           << (std::isfinite(loss) ? "gradient norm" : "loss") << " is not finite\n";
-      if (++bad_in_a_row >= c.run.max_bad_steps)
-        LB_THROW(TrainingError, "training diverged: " + std::to_string(bad_in_a_row) +
+      if (++n.bad_in_a_row >= c.run.max_bad_steps)
+        LB_THROW(TrainingError, "training diverged: " + std::to_string(n.bad_in_a_row) +
                                     " steps in a row with a NaN/Inf loss or gradient "
                                     "(run.max_bad_steps). HINT: lower optimizer.lr or raise "
                                     "optimizer.warmup");
     } else {
-      bad_in_a_row = 0;
+      n.bad_in_a_row = 0;
       optimizer.apply(stream, step, norm);
-      window_loss += loss;
-      ++window_steps;
-      ++result.steps;
+      n.window_loss += loss;
+      ++n.window_steps;
+      ++n.updated;
     }
     strategy->afterOptimizerStep(step);  // on skipped steps too: collectives stay matched
     const bool last = step + 1 == c.run.steps;
@@ -478,12 +670,12 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     // Logging and evaluation happen on their steps even when that step was skipped.
     if ((step + 1) % c.run.log_every == 0 || last) {
       stream.synchronize();
-      float sums[2] = {static_cast<float>(window_loss), static_cast<float>(window_steps)};
+      float sums[2] = {static_cast<float>(n.window_loss), static_cast<float>(n.window_steps)};
       world.allReduce(sums, 2);  // the loss of the whole job, not only rank 0's
       const double mean_loss = sums[1] > 0 ? sums[0] / sums[1] : std::nan("");
       if (sums[1] > 0) result.final_loss = mean_loss;
       const double dt = secondsSince(window_start);
-      const double per_step = dt / static_cast<double>(window_all);
+      const double per_step = dt / static_cast<double>(n.window_all);
       const double tokens_per_s = static_cast<double>(data->positionsPerBatch()) * ranks / per_step;
       const double mfu = flops_per_step / per_step / (peak * 1e9);
       const double eta = per_step * static_cast<double>(c.run.steps - step - 1);
@@ -492,7 +684,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
       std::string tiers_json, tiers_text;
       for (const auto& [tier, t] : traffic) {
         const double step_bytes =
-            (t.bytes_sent - last_traffic[tier].bytes_sent) / static_cast<double>(window_all);
+            (t.bytes_sent - last_traffic[tier].bytes_sent) / static_cast<double>(n.window_all);
         char part[200];
         std::snprintf(part, sizeof part,
                       "%s\"%s\":{\"bytes_per_step\":%.0f,\"bytes\":%.0f,\"blocked_s\":%.4f}",
@@ -516,12 +708,13 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
           "{\"step\":%lld,\"loss\":%s,\"lr\":%s,\"grad_norm\":%s,\"tokens_per_s\":%s,"
           "\"mfu\":%s,\"elapsed_s\":%.3f,\"tiers\":{%s},\"comm_blocked_s\":%.4f,"
           "\"comm_hidden_fraction\":%.4f,\"outer_blocked_s\":%.4f,"
-          "\"outer_hidden_fraction\":%.4f,\"outer_steps\":[%s]}",
+          "\"outer_hidden_fraction\":%.4f,\"outer_steps\":[%s],\"skipped_steps\":%lld}",
           static_cast<long long>(step + 1), json(mean_loss, "%.6f").c_str(),
           json(optimizer.lrAt(step), "%.6g").c_str(), json(norm, "%.6g").c_str(),
           json(tokens_per_s, "%.1f").c_str(), json(mfu, "%.4f").c_str(), secondsSince(train_start),
           tiers_json.c_str(), sync.total().blocked_s, sync.total().hiddenFraction(),
-          sync.outer.blocked_s, sync.outer.hiddenFraction(), outer_json.c_str()));
+          sync.outer.blocked_s, sync.outer.hiddenFraction(), outer_json.c_str(),
+          static_cast<long long>(n.skipped)));
       writeMetrics(line);
       char text[256];
       std::snprintf(text, sizeof text,
@@ -536,14 +729,36 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
       result.tokens_per_s = tokens_per_s;
       result.mfu = mfu;
       window_start = Clock::now();
-      window_steps = 0;
-      window_all = 0;
-      window_loss = 0;
+      n.window_steps = 0;
+      n.window_all = 0;
+      n.window_loss = 0;
     }
     if ((c.run.eval_every > 0 && (step + 1) % c.run.eval_every == 0 && !last)) evaluate(step + 1);
+    int stop_signal = 0;
+    if (stop_vote) {
+      stop_vote->wait();
+      stop_vote.reset();
+      stop_signal = stop_votes > 0 ? (g_stop_signal ? g_stop_signal : SIGTERM) : 0;
+    }
+    const bool stop = stop_signal != 0 && !last;
+    if ((c.run.checkpoint_every > 0 && (step + 1) % c.run.checkpoint_every == 0) || last || stop)
+      checkpoint(step + 1);
+    if (stop) {
+      result.preempted = true;
+      out << "preempted (" << signalName(stop_signal) << ") after step " << step + 1
+          << ": resume with --resume auto\n";
+      break;
+    }
+    if (!last) {
+      stop_votes = g_stop_signal ? 1.0f : 0.0f;
+      stop_vote = world.allReduceAsync(&stop_votes, 1, comm::ReduceOp::Sum);
+    }
   }
+  if (stop_vote) stop_vote->wait();  // started after a last step that broke out early
+  result.steps = n.updated;
+  result.skipped_steps = n.skipped;
   result.train_s = secondsSince(train_start) - eval_s;
-  evaluate(c.run.steps);
+  if (!result.preempted) evaluate(c.run.steps);
   const schedules::SyncStats& sync = strategy->stats();
   result.comm_blocked_s = sync.total().blocked_s;
   result.comm_hidden_fraction = sync.total().hiddenFraction();

@@ -19,6 +19,9 @@ LB_DEFINE_ERROR(TrainingError, "training");
 struct TrainOptions {
   bool overwrite = false;  // replace an existing run in run.out_dir
   bool dry_run = false;    // build model and data, print the start-up table, train nothing
+  // "auto": continue from the newest complete checkpoint in run.out_dir (from step 0 when
+  // there is none); a checkpoint directory: from that one; empty: a fresh run.
+  std::string resume;
 };
 
 struct TrainResult {
@@ -38,6 +41,9 @@ struct TrainResult {
   double outer_blocked_s = 0;  // of that, waiting for exchanges across replicas
   double outer_hidden_fraction = 1;
   int64_t outer_steps = 0;
+  int64_t resumed_from = -1;    // step of the checkpoint resumed from
+  bool preempted = false;       // stopped early by SIGTERM/SIGUSR1, after a checkpoint
+  std::string last_checkpoint;  // directory of the last checkpoint written
 };
 
 // Throws ConfigError (bad config or run directory), nn::DataError (bad data) or

@@ -185,12 +185,24 @@ TokenShard::TokenShard(const std::string& path, int64_t vocab) : path_(path) {
     LB_THROW(DataError, path + ": cannot map: " + errnoText());
   }
   // From here the destructor does not run on a throw: unmap by hand.
-  auto fail = [&](const std::string& message) {
+  try {
+    count_ = checkTokenShard({static_cast<const uint8_t*>(map_), map_bytes_}, path, vocab);
+  } catch (...) {
     ::munmap(map_, map_bytes_);
     map_ = nullptr;
-    LB_THROW(DataError, path + ": " + message);
-  };
-  const auto* bytes = static_cast<const unsigned char*>(map_);
+    throw;
+  }
+  tokens_ =
+      reinterpret_cast<const uint16_t*>(static_cast<const uint8_t*>(map_) + kShardHeaderBytes);
+}
+
+int64_t checkTokenShard(std::span<const uint8_t> file, const std::string& path, int64_t vocab) {
+  auto fail = [&](const std::string& message) { LB_THROW(DataError, path + ": " + message); };
+  const auto size = static_cast<int64_t>(file.size());
+  if (size < kShardHeaderBytes)
+    fail("byte " + std::to_string(size) + ": file ends inside the " +
+         std::to_string(kShardHeaderBytes) + "-byte token shard header");
+  const unsigned char* bytes = file.data();
   const int32_t magic = loadLe32(bytes);
   const int32_t version = loadLe32(bytes + 4);
   const int32_t count = loadLe32(bytes + 8);
@@ -206,19 +218,23 @@ TokenShard::TokenShard(const std::string& path, int64_t vocab) : path_(path) {
          std::to_string(kShardHeaderBytes) + "+2*" + std::to_string(count) + "=" +
          std::to_string(kShardHeaderBytes + 2 * int64_t{count}) + " bytes, the file has " +
          std::to_string(size));
-
-  tokens_ = reinterpret_cast<const uint16_t*>(bytes + kShardHeaderBytes);
-  count_ = count;
   if (vocab < 65536) {
     // One branch-free pass for the common good file; look for the culprit only if needed.
+    // (Tokens are read with memcpy: a buffer from memory need not be 2-byte aligned.)
+    auto token = [&](int64_t i) {
+      uint16_t t;
+      std::memcpy(&t, bytes + kShardHeaderBytes + 2 * i, 2);
+      return t;
+    };
     uint16_t max = 0;
-    for (int64_t i = 0; i < count_; ++i) max = std::max(max, tokens_[i]);
+    for (int64_t i = 0; i < count; ++i) max = std::max(max, token(i));
     if (max >= vocab)
-      for (int64_t i = 0; i < count_; ++i)
-        if (tokens_[i] >= vocab)
-          fail(tokenOffset(i) + ": token " + std::to_string(tokens_[i]) + " >= vocab " +
+      for (int64_t i = 0; i < count; ++i)
+        if (token(i) >= vocab)
+          fail(tokenOffset(i) + ": token " + std::to_string(token(i)) + " >= vocab " +
                std::to_string(vocab));
   }
+  return count;
 }
 
 TokenShard::~TokenShard() {

@@ -46,6 +46,10 @@ class TokenShard {
   int64_t count_ = 0;
 };
 
+// Validates a whole shard file held in memory (header, exact size, tokens < vocab) and returns
+// its token count; DataError naming `path` and the byte offset otherwise.
+int64_t checkTokenShard(std::span<const uint8_t> file, const std::string& path, int64_t vocab);
+
 // Reads and validates a shard (see TokenShard) into memory.
 std::vector<uint16_t> readTokenShard(const std::string& path, int64_t vocab);
 

@@ -25,6 +25,16 @@ runtime::Tensor Optimizer::state() const {
   return runtime::Tensor(*state_, DType::F32, {n});
 }
 
+void Optimizer::saveState(const runtime::Stream& stream, runtime::StateDict& out) const {
+  runtime::putTensor(out, "optimizer.state", stream, state());
+  out.putValue("optimizer.updates", updates_);
+}
+
+void Optimizer::loadState(const runtime::Stream& stream, const runtime::StateDict& in) {
+  runtime::getTensor(in, "optimizer.state", stream, state());
+  updates_ = in.value<int64_t>("optimizer.updates");
+}
+
 float Optimizer::lrAt(int64_t step) const {
   const OptimizerSettings& o = settings_;
   if (step < o.warmup) return o.lr * static_cast<float>(step + 1) / static_cast<float>(o.warmup);

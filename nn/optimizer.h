@@ -17,6 +17,7 @@
 #include <memory>
 
 #include "nn/param_store.h"
+#include "runtime/state_dict.h"
 #include "runtime/stream.h"
 
 namespace lowband::nn {
@@ -52,6 +53,10 @@ class Optimizer {
   // State buffers (AdamW: m then v; SGD: momentum), flat like the parameters.
   runtime::Tensor state() const;
   const OptimizerSettings& settings() const { return settings_; }
+  // Checkpoints: the state buffers and the update count (AdamW's bias correction, SGD's first
+  // step) as "optimizer.state" and "optimizer.updates".
+  void saveState(const runtime::Stream& stream, runtime::StateDict& out) const;
+  void loadState(const runtime::Stream& stream, const runtime::StateDict& in);
 
  private:
   ParamStore& params_;

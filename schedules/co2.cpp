@@ -102,12 +102,35 @@ void Co2::evalParams(float* out) {
   shard_->allGatherInto(groups_.replica(), xo_.data(), scratch_, out, 0.0f);
 }
 
-std::vector<StateBuffer> Co2::state() {
+void Co2::saveState(runtime::StateDict& out) {
+  GradientAveraging::saveState(out);
+  // The exchange in flight is waited for here; its mean stays in its snapshot and is applied
+  // at the end of the round as usual (that wait is then a no-op).
+  land(exchange_, stats_.outer);
   const int64_t own = shard_->own();
-  return {{"outer", xo_.data(), own},
-          {"outer_prev", xprev_.data(), own},
-          {"momentum", m_.data(), own},
-          {"update_mean", &update_mean_, 1}};
+  out.putFloats("sync.outer", xo_.data(), own);
+  out.putFloats("sync.outer_prev", xprev_.data(), own);
+  out.putFloats("sync.momentum", m_.data(), own);
+  out.putFloats("sync.snapshot", in_flight_ >= 0 ? snap_[in_flight_].data() : nullptr,
+                in_flight_ >= 0 ? own : 0);
+  out.putValue("sync.snapshot_index", in_flight_);
+  out.putValue("sync.update_mean", update_mean_);
+  out.putValue("sync.updates", updates_);
+}
+
+void Co2::loadState(const runtime::StateDict& in) {
+  GradientAveraging::loadState(in);
+  const int64_t own = shard_->own();
+  in.getFloats("sync.outer", xo_.data(), own);
+  in.getFloats("sync.outer_prev", xprev_.data(), own);
+  in.getFloats("sync.momentum", m_.data(), own);
+  in_flight_ = in.value<int>("sync.snapshot_index");
+  if (in_flight_ < -1 || in_flight_ > 1)
+    LB_THROW(ScheduleError, in.source() + ": sync.snapshot_index " + std::to_string(in_flight_) +
+                                " is not -1, 0 or 1");
+  if (in_flight_ >= 0) in.getFloats("sync.snapshot", snap_[in_flight_].data(), own);
+  update_mean_ = in.value<float>("sync.update_mean");
+  updates_ = in.value<int64_t>("sync.updates");
 }
 
 }  // namespace lowband::schedules

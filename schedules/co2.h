@@ -32,7 +32,13 @@ class Co2 : public GradientAveraging {
   void afterOptimizerStep(int64_t step) override;
   void finish() override;
   void evalParams(float* out) override;
-  std::vector<StateBuffer> state() override;
+  void saveState(runtime::StateDict& out) override;
+  int64_t outerStateBytes() const override {
+    return static_cast<int64_t>(sizeof(float)) *
+           static_cast<int64_t>(xo_.size() + xprev_.size() + m_.size() + snap_[0].size() +
+                                snap_[1].size() + scratch_.size());
+  }
+  void loadState(const runtime::StateDict& in) override;
 
  private:
   void applyStale(const float* xbar);  // the k >= 1 update of x_o from xbar(k-1)

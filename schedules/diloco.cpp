@@ -136,15 +136,63 @@ void StreamingDiloco::evalParams(float* out) {
     f.shard->allGatherInto(groups_.replica(), f.global.data(), scratch_, out, 0.0f);
 }
 
-std::vector<StateBuffer> StreamingDiloco::state() {
-  std::vector<StateBuffer> out;
+int64_t StreamingDiloco::outerStateBytes() const {
+  std::size_t floats = scratch_.size();
+  for (const FragmentState& f : frags_) floats += f.global.size() + f.v.size() + f.delta.size();
+  return static_cast<int64_t>(floats * sizeof(float));
+}
+
+void StreamingDiloco::saveState(runtime::StateDict& out) {
+  GradientAveraging::saveState(out);
+  // Exchanges in flight are waited for here; their means stay in `delta` and are applied at
+  // their due step (landFragment's wait is then a no-op), before and after a resume alike.
+  for (int p : in_flight_) land(frags_[p].exchange, stats_.outer);
+  for (std::size_t p = 0; p < frags_.size(); ++p) {
+    const FragmentState& f = frags_[p];
+    const std::string prefix = "sync.fragment" + std::to_string(p) + ".";
+    out.putFloats(prefix + "global", f.global.data(), f.shard->own());
+    out.putFloats(prefix + "momentum", f.v.data(), f.v.empty() ? 0 : f.shard->own());
+    out.putFloats(prefix + "delta", f.delta.data(), f.shard->own());
+    out.putValue(prefix + "due", f.due);
+    out.putValue(prefix + "started", f.started);
+    if (codec_ && codec_->errorFeedback()) {
+      const std::vector<float>& r = codec_->residual(static_cast<int>(p));
+      out.putFloats(prefix + "residual", r.data(), static_cast<int64_t>(r.size()));
+    }
+  }
+  const std::vector<int32_t> order(in_flight_.begin(), in_flight_.end());
+  out.put("sync.in_flight", order.data(), order.size() * sizeof(int32_t));
+  out.putValue("sync.last_step", last_step_);
+}
+
+void StreamingDiloco::loadState(const runtime::StateDict& in) {
+  GradientAveraging::loadState(in);
   for (std::size_t p = 0; p < frags_.size(); ++p) {
     FragmentState& f = frags_[p];
-    const std::string prefix = "fragment" + std::to_string(p) + ".";
-    if (!f.global.empty()) out.push_back({prefix + "global", f.global.data(), f.shard->own()});
-    if (!f.v.empty()) out.push_back({prefix + "momentum", f.v.data(), f.shard->own()});
+    const std::string prefix = "sync.fragment" + std::to_string(p) + ".";
+    in.getFloats(prefix + "global", f.global.data(), f.shard->own());
+    in.getFloats(prefix + "momentum", f.v.data(), f.v.empty() ? 0 : f.shard->own());
+    in.getFloats(prefix + "delta", f.delta.data(), f.shard->own());
+    f.due = in.value<int64_t>(prefix + "due");
+    f.started = in.value<int64_t>(prefix + "started");
+    if (codec_ && codec_->errorFeedback()) {
+      const std::span<const uint8_t> r = in.get(prefix + "residual");
+      std::vector<float> residual(r.size() / sizeof(float));
+      in.getFloats(prefix + "residual", residual.data(), static_cast<int64_t>(residual.size()));
+      codec_->setResidual(static_cast<int>(p), std::move(residual));
+    }
   }
-  return out;
+  const std::span<const uint8_t> order = in.get("sync.in_flight");
+  std::vector<int32_t> fragments(order.size() / sizeof(int32_t));
+  in.getInto("sync.in_flight", fragments.data(), fragments.size() * sizeof(int32_t));
+  in_flight_.clear();
+  for (int32_t p : fragments) {
+    if (p < 0 || p >= static_cast<int32_t>(frags_.size()))
+      LB_THROW(ScheduleError, in.source() + ": sync.in_flight names fragment " + std::to_string(p) +
+                                  " of " + std::to_string(frags_.size()));
+    in_flight_.push_back(p);
+  }
+  last_step_ = in.value<int64_t>("sync.last_step");
 }
 
 }  // namespace lowband::schedules

@@ -40,7 +40,9 @@ class StreamingDiloco : public GradientAveraging {
   void afterOptimizerStep(int64_t step) override;
   void finish() override;
   void evalParams(float* out) override;
-  std::vector<StateBuffer> state() override;
+  void saveState(runtime::StateDict& out) override;
+  void loadState(const runtime::StateDict& in) override;
+  int64_t outerStateBytes() const override;
   const std::vector<Fragment>& fragments() const { return plan_; }
 
  private:

@@ -37,6 +37,18 @@ void land(Exchange& e, ExchangeTime& stats) {
   e = {};
 }
 
+void GradientAveraging::saveState(runtime::StateDict& out) {
+  out.putValue("sync.outer_steps", stats_.outer_steps);
+  out.put("sync.fragment_steps", stats_.fragment_steps.data(),
+          stats_.fragment_steps.size() * sizeof(int64_t));
+}
+
+void GradientAveraging::loadState(const runtime::StateDict& in) {
+  stats_.outer_steps = in.value<int64_t>("sync.outer_steps");
+  in.getInto("sync.fragment_steps", stats_.fragment_steps.data(),
+             stats_.fragment_steps.size() * sizeof(int64_t));
+}
+
 GradientSync::GradientSync(nn::ParamStore& params, comm::Communicator& comm, int64_t bucket_bytes,
                            ExchangeTime& time)
     : params_(params), comm_(comm), time_(time) {

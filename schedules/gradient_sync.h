@@ -78,6 +78,9 @@ class GradientAveraging : public Strategy {
   void onGradsReady(int group) override { grads_.onGradsReady(group); }
   void beforeOptimizerStep() override { grads_.wait(); }
   const SyncStats& stats() const override { return stats_; }
+  // The outer-step counters (what metrics report), shared by every method.
+  void saveState(runtime::StateDict& out) override;
+  void loadState(const runtime::StateDict& in) override;
 
  protected:
   SyncStats stats_;

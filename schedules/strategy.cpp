@@ -58,7 +58,6 @@ class DataParallel : public GradientAveraging {
   void evalParams(float* out) override {
     std::copy_n(params_.params().data<float>(), params_.size(), out);
   }
-  std::vector<StateBuffer> state() override { return {}; }
 
  private:
   nn::ParamStore& params_;

@@ -23,6 +23,7 @@
 #include "nn/param_store.h"
 #include "runtime/codec.h"
 #include "runtime/error.h"
+#include "runtime/state_dict.h"
 
 namespace lowband::schedules {
 
@@ -77,13 +78,6 @@ struct SyncStats {
   }
 };
 
-// A named state buffer on the host (checkpointing): outer state shards, momenta.
-struct StateBuffer {
-  std::string name;
-  float* data = nullptr;
-  int64_t size = 0;
-};
-
 // The communicators of one rank's replica layout over a Topology.
 class ReplicaGroups {
  public:
@@ -115,8 +109,15 @@ class Strategy {
   // Writes the parameters evaluation uses (theta_global; the replica's own where there is no
   // outer state) into `out` (params().size() floats). Collective over the replica.
   virtual void evalParams(float* out) = 0;
-  virtual std::vector<StateBuffer> state() = 0;
+  // Checkpoints, at a step boundary (after afterOptimizerStep), on every rank: saveState
+  // waits for the exchanges in flight and keeps their results, which are applied when they
+  // are due as if nothing had happened, so a run resumed from loadState continues exactly.
+  // Entries go under "sync."; a checkpoint of another method or layout is refused by name/size.
+  virtual void saveState(runtime::StateDict& out) = 0;
+  virtual void loadState(const runtime::StateDict& in) = 0;
   virtual const SyncStats& stats() const = 0;
+  // Bytes of outer state this rank holds (theta_global, momenta, snapshots, exchange buffers).
+  virtual int64_t outerStateBytes() const { return 0; }
 };
 
 // The strategy of `settings.method` for `params` (host memory) over `groups`.

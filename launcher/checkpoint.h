@@ -1,0 +1,112 @@
+// Checkpoints of a run (DESIGN.md §6), one directory per step under RUN_DIR/checkpoints:
+//   step_00000500/model.safetensors   theta_global, one F32 tensor per parameter (rank 0)
+//   step_00000500/rank_00003.state    everything rank 3 needs to continue (runtime/state_dict.h):
+//                                     its parameters, inner optimizer, outer state, exchanges in
+//                                     flight, data position, trainer counters
+//   step_00000500/config.yaml         the resolved config (rank 0)
+//   step_00000500/COMPLETE            the marker (rank 0, last): step, world, layout and the
+//                                     size and CRC-32 of every file
+// Every file is written atomically (temp file, fsync, rename, fsync of the directory); the
+// marker is written only after every rank's files are on disk, so a checkpoint without it is
+// incomplete and never resumed from. RUN_DIR must be visible to every rank (a shared file
+// system on several hosts).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "runtime/error.h"
+#include "runtime/state_dict.h"
+
+namespace lowband::launcher {
+
+LB_DEFINE_ERROR(CheckpointError, "checkpoint");
+
+// "step_00000500"
+std::string checkpointName(int64_t step);
+// "rank_00003.state"
+std::string rankStateName(int rank);
+
+// Replaces `path` with `bytes` atomically; CheckpointError naming the path and the system's
+// reason (e.g. "No space left on device"), with the temp file removed.
+void writeFileAtomic(const std::filesystem::path& path, std::span<const uint8_t> bytes);
+std::vector<uint8_t> readWholeFile(const std::filesystem::path& path);
+
+// safetensors (https://github.com/huggingface/safetensors): u64 LE header length, a JSON header
+// {"__metadata__": {...}, "name": {"dtype": "F32", "shape": [...], "data_offsets": [b, e]}},
+// then the little-endian data, tensors in the given order.
+struct NamedTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  const float* data = nullptr;
+};
+std::vector<uint8_t> encodeSafetensors(const std::vector<NamedTensor>& tensors,
+                                       const std::map<std::string, std::string>& metadata);
+
+// The COMPLETE marker: text lines "lowband-checkpoint 1", "step N", "world N", "layout ...",
+// then "file NAME BYTES CRC32HEX" per file.
+struct CheckpointMarker {
+  struct File {
+    std::string name;
+    uint64_t bytes = 0;
+    uint32_t crc = 0;
+  };
+  int64_t step = 0;
+  int world = 0;
+  std::string layout;  // world, replicas, model and methods: what must match to resume
+  std::vector<File> files;
+
+  std::string text() const;
+  // CheckpointError "SOURCE:LINE: what" for anything else.
+  static CheckpointMarker parse(const std::string& text, const std::string& source);
+  const File* file(const std::string& name) const;
+};
+
+// Checkpoints of one run directory and of one job (every method is collective over `world`
+// unless it says otherwise).
+class Checkpoints {
+ public:
+  Checkpoints(comm::Communicator& world, std::filesystem::path run_dir, std::string layout,
+              int64_t keep_last);
+
+  // Writes checkpoint `step`: every rank its state, rank 0 also `model` (safetensors bytes)
+  // and `config_yaml`; then the marker; then removes older ones beyond keep_last. A failure on
+  // any rank (a full disk) throws on every rank, leaves no marker for this step and the
+  // previous checkpoints untouched. Returns the directory.
+  std::filesystem::path write(int64_t step, const runtime::StateDict& state,
+                              std::span<const uint8_t> model, const std::string& config_yaml);
+
+  struct Found {
+    std::filesystem::path dir;
+    CheckpointMarker marker;
+  };
+  // The checkpoint to resume from. "auto": the newest one under RUN_DIR/checkpoints that is
+  // complete and intact on every rank (nullopt when there is none); each one skipped is
+  // reported on `out` (rank 0) with the reason. Otherwise a checkpoint directory, refused with
+  // a CheckpointError unless complete and intact. Also refused: a layout other than this
+  // run's (world size, replicas, model, methods).
+  std::optional<Found> find(const std::string& spec, std::ostream& out);
+  // This rank's state of a found checkpoint (checksummed against the marker too).
+  runtime::StateDict readState(const Found& found) const;
+
+  const std::filesystem::path& root() const { return root_; }
+
+ private:
+  // "" when this rank's files of `dir` match the marker, else why not.
+  std::string checkOwnFiles(const std::filesystem::path& dir, const CheckpointMarker& m) const;
+  void prune(int64_t step) const;
+
+  comm::Communicator& world_;
+  std::filesystem::path root_;
+  std::string layout_;
+  int64_t keep_last_;
+};
+
+}  // namespace lowband::launcher

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harnesses of fuzz/ with clang (ASan + UBSan) in ./build-fuzz and runs each
+# for SECONDS (default 20; run them for 10 minutes or more by hand: scripts/fuzz.sh 600) from a
+# seed corpus: the shipped configs, a token shard, a checkpoint state file and marker. The corpus
+# grows in build-fuzz/corpus/; a finding (crash, leak, timeout) is saved in build-fuzz/findings/
+# and makes the script exit 1. Prints one line per harness with its executions.
+# Usage: scripts/fuzz.sh [SECONDS] [fuzz_config|fuzz_token_shard|fuzz_checkpoint ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-20}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_config fuzz_token_shard fuzz_checkpoint)
+
+if [ ! -f build-fuzz/build.ninja ]; then
+  CXX=clang++ meson setup build-fuzz -Dfuzz=true -Dcuda=disabled -Dbuildtype=debugoptimized >/dev/null
+fi
+ninja -C build-fuzz "${targets[@]/#/fuzz/}" >/dev/null
+
+seeds=build-fuzz/seeds
+mkdir -p "$seeds"/fuzz_config "$seeds"/fuzz_token_shard "$seeds"/fuzz_checkpoint build-fuzz/findings
+cp configs/*.yaml "$seeds/fuzz_config/"
+/usr/bin/env python3 - "$seeds" <<'PY'
+import struct, sys, zlib
+seeds = sys.argv[1]
+# A token shard of 64 byte tokens (llm.c header: magic, version, count, then 253 zeros).
+tokens = list(range(64))
+with open(f"{seeds}/fuzz_token_shard/small.bin", "wb") as f:
+    f.write(struct.pack("<256i", 20240520, 1, len(tokens), *([0] * 253)))
+    f.write(struct.pack(f"<{len(tokens)}H", *tokens))
+# A rank state (runtime/state_dict.h) with a float entry and an int64 entry, and a marker.
+entries = sorted({"model.params": struct.pack("<4f", 1, 2, 3, 4),
+                  "trainer.step": struct.pack("<q", 500)}.items())
+payload = b"".join(struct.pack("<I", len(k)) + k.encode() + struct.pack("<Q", len(v)) + v
+                   for k, v in entries)
+header = b"LBSTATE\0" + struct.pack("<IIQII", 1, len(entries), len(payload),
+                                    zlib.crc32(payload), 0)
+with open(f"{seeds}/fuzz_checkpoint/rank.state", "wb") as f:
+    f.write(header + payload)
+with open(f"{seeds}/fuzz_checkpoint/COMPLETE", "w") as f:
+    f.write("lowband-checkpoint 1\nstep 500\nworld 2\nlayout world 2, 2 replica(s) of 1\n"
+            "file model.safetensors 140904 03ef6d07\nfile rank_00000.state 694602 25f8f4e1\n")
+PY
+
+status=0
+for t in "${targets[@]}"; do
+  mkdir -p "build-fuzz/corpus/$t"
+  log="build-fuzz/$t.log"
+  if ./build-fuzz/fuzz/"$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 \
+      -rss_limit_mb=2048 -artifact_prefix="build-fuzz/findings/$t-" \
+      "build-fuzz/corpus/$t" "$seeds/$t" >"$log" 2>&1; then
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    echo "$t: ${runs:-?} executions in ${seconds}s, no findings"
+  else
+    echo "$t: FINDING (see $log and build-fuzz/findings/)"
+    grep -E "ERROR|SUMMARY|Test unit written" "$log" | head -n 5
+    status=1
+  fi
+done
+exit "$status"
