@@ -1,10 +1,12 @@
 #include "launcher/cli.h"
 
 #include <cblas.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <exception>
+#include <iostream>
 #include <sstream>
 
 #include "comm/mpi_runtime.h"
@@ -92,7 +94,9 @@ int runTrain(const std::string& file, const std::vector<std::string>& overrides,
   Config config = loadConfig(file, load);
   if (!io.quiet())
     for (const std::string& w : config.warnings) io.err << "warning: " << w << "\n";
-  train(config, options, io.out);
+  TrainOptions o = options;
+  o.progress = !io.quiet() && &io.out == &std::cout && isatty(STDOUT_FILENO);
+  train(config, o, io.out);
   return kExitOk;
 }
 

@@ -575,6 +575,32 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   };
   const double flops_per_step =
       model->flopsPerPosition() * static_cast<double>(data->positionsPerBatch());
+  // On a terminal, a progress bar redrawn in place between the log lines; every line printed
+  // during training goes through say(), which clears it first.
+  bool bar_shown = false;
+  auto lastDraw = Clock::now();
+  auto say = [&]() -> std::ostream& {
+    if (bar_shown) out << "\r\033[K";
+    bar_shown = false;
+    return out;
+  };
+  auto drawProgress = [&](int64_t done, double steps_per_s) {
+    if (!options.progress || secondsSince(lastDraw) < 0.2) return;
+    lastDraw = Clock::now();
+    constexpr int kWidth = 30;
+    const double f = static_cast<double>(done) / static_cast<double>(c.run.steps);
+    const int filled = static_cast<int>(f * kWidth);
+    std::string bar(static_cast<std::size_t>(kWidth), ' ');
+    for (int i = 0; i < filled; ++i) bar[i] = '=';
+    if (filled < kWidth) bar[filled] = '>';
+    char text[160];
+    std::snprintf(text, sizeof text, "\r[%s] %3d%% step %lld/%lld | %.1f steps/s | ETA %s",
+                  bar.c_str(), static_cast<int>(f * 100), static_cast<long long>(done),
+                  static_cast<long long>(c.run.steps), steps_per_s,
+                  duration(static_cast<double>(c.run.steps - done) / steps_per_s).c_str());
+    out << text << std::flush;
+    bar_shown = true;
+  };
   std::vector<float> saved(static_cast<std::size_t>(params.size()));
   double eval_s = 0;
   auto evaluate = [&](int64_t step) {
@@ -601,7 +627,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
       std::snprintf(line, sizeof line, "{\"step\":%lld,\"val_loss\":%s}",
                     static_cast<long long>(step), json(e.loss, "%.6f").c_str());
     writeMetrics(line);
-    out << "eval step " << step << ": val loss " << e.loss;
+    say() << "eval step " << step << ": val loss " << e.loss;
     if (e.accuracy >= 0) out << ", accuracy " << e.accuracy * 100 << "%";
     out << "\n";
     eval_s += secondsSince(eval_start);
@@ -629,7 +655,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
         rank == 0 ? modelFile(params, global.data(), c, done) : std::vector<uint8_t>{};
     const fs::path dir = checkpoints.write(done, state, model_bytes, resolved_yaml);
     writeMetrics("{\"step\":" + std::to_string(done) + ",\"checkpoint\":\"" + dir.string() + "\"}");
-    out << "checkpoint: " << dir.string() << "\n";
+    say() << "checkpoint: " << dir.string() << "\n";
     result.last_checkpoint = dir.string();
   };
 
@@ -650,8 +676,8 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     ++n.window_all;
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       ++n.skipped;
-      out << "step " << step + 1 << ": skipped, "
-          << (std::isfinite(loss) ? "gradient norm" : "loss") << " is not finite\n";
+      say() << "step " << step + 1 << ": skipped, "
+            << (std::isfinite(loss) ? "gradient norm" : "loss") << " is not finite\n";
       if (++n.bad_in_a_row >= c.run.max_bad_steps)
         LB_THROW(TrainingError, "training diverged: " + std::to_string(n.bad_in_a_row) +
                                     " steps in a row with a NaN/Inf loss or gradient "
@@ -721,7 +747,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
                     "step %lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.0f tok/s | MFU %.0f%%",
                     static_cast<long long>(step + 1), static_cast<long long>(c.run.steps),
                     mean_loss, optimizer.lrAt(step), norm, tokens_per_s, mfu * 100);
-      out << text << tiers_text;
+      say() << text << tiers_text;
       if (ranks > 1)
         out << " | comm hidden "
             << static_cast<int>(std::lround(sync.total().hiddenFraction() * 100)) << "%";
@@ -734,6 +760,8 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
       n.window_loss = 0;
     }
     if ((c.run.eval_every > 0 && (step + 1) % c.run.eval_every == 0 && !last)) evaluate(step + 1);
+    if (rank == 0 && options.progress && n.window_all > 0)
+      drawProgress(step + 1, static_cast<double>(n.window_all) / secondsSince(window_start));
     int stop_signal = 0;
     if (stop_vote) {
       stop_vote->wait();
@@ -745,8 +773,8 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
       checkpoint(step + 1);
     if (stop) {
       result.preempted = true;
-      out << "preempted (" << signalName(stop_signal) << ") after step " << step + 1
-          << ": resume with --resume auto\n";
+      say() << "preempted (" << signalName(stop_signal) << ") after step " << step + 1
+            << ": resume with --resume auto\n";
       break;
     }
     if (!last) {
@@ -766,8 +794,8 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   result.outer_hidden_fraction = sync.outer.hiddenFraction();
   result.outer_steps = sync.outer_steps;
   result.wall_s = secondsSince(start);
-  out << "done: " << result.steps << " steps in " << duration(result.wall_s) << ", final loss "
-      << result.final_loss;
+  say() << "done: " << result.steps << " steps in " << duration(result.wall_s) << ", final loss "
+        << result.final_loss;
   if (result.val_loss >= 0) out << ", val loss " << result.val_loss;
   if (result.val_accuracy >= 0) out << ", accuracy " << result.val_accuracy * 100 << "%";
   out << "; metrics in " << metrics_path.string() << "\n";

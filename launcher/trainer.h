@@ -22,6 +22,7 @@ struct TrainOptions {
   // "auto": continue from the newest complete checkpoint in run.out_dir (from step 0 when
   // there is none); a checkpoint directory: from that one; empty: a fresh run.
   std::string resume;
+  bool progress = false;  // a progress bar between the log lines (rank 0 on a terminal)
 };
 
 struct TrainResult {

@@ -15,7 +15,7 @@ targets=("$@")
 if [ ! -f build-fuzz/build.ninja ]; then
   CXX=clang++ meson setup build-fuzz -Dfuzz=true -Dcuda=disabled -Dbuildtype=debugoptimized >/dev/null
 fi
-ninja -C build-fuzz "${targets[@]/#/fuzz/}" >/dev/null
+ninja -C build-fuzz "${targets[@]/#/fuzz/}" >build-fuzz/build.log 2>&1 || { cat build-fuzz/build.log; exit 1; }
 
 seeds=build-fuzz/seeds
 mkdir -p "$seeds"/fuzz_config "$seeds"/fuzz_token_shard "$seeds"/fuzz_checkpoint build-fuzz/findings

@@ -12,6 +12,7 @@ packages=(
   mpich libmpich-dev
   libyaml-cpp-dev libcli11-dev libopenblas-openmp-dev zlib1g-dev
   libgtest-dev
+  clang libclang-rt-dev libomp-dev
   python3 dataset-fashion-mnist
 )
 

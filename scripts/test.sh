@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs and builds (scripts/setup.sh), then runs the whole test suite with meson. Ends with
-# one line "lowband: N passed, N failed, N skipped" and the suite's exit status.
+# Installs and builds (scripts/setup.sh), runs the whole test suite with meson, then the
+# libFuzzer harnesses for 20 s each (scripts/fuzz.sh; LOWBAND_FUZZ_SECONDS changes it, 0 skips
+# them). Ends with one line "lowband: N passed, N failed, N skipped" (the fuzz run counts as one
+# test) and a non-zero exit status when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit $?
@@ -13,5 +15,19 @@ status=${PIPESTATUS[0]}
 count() { local n; n=$(sed -n "s/^$1: *\([0-9][0-9]*\).*/\1/p" "$log" | tail -n 1); echo "${n:-0}"; }
 failed=$(( $(count Fail) + $(count Timeout) + $(count "Unexpected Pass") ))
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi  # meson itself failed
-echo "lowband: $(count Ok) passed, ${failed} failed, $(count Skipped) skipped"
+passed=$(count Ok)
+skipped=$(count Skipped)
+
+fuzz_seconds=${LOWBAND_FUZZ_SECONDS:-20}
+if [ "$fuzz_seconds" -gt 0 ]; then
+  if bash scripts/fuzz.sh "$fuzz_seconds"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    status=1
+  fi
+else
+  skipped=$((skipped + 1))
+fi
+echo "lowband: ${passed} passed, ${failed} failed, ${skipped} skipped"
 exit "$status"

@@ -6,10 +6,13 @@
 #include <fstream>
 #include <sstream>
 
+#include "launcher/checkpoint.h"
 #include "launcher/cli.h"
 #include "launcher/config.h"
 #include "launcher/trainer.h"
 #include "nn/data.h"
+#include "nn/gpt.h"
+#include "runtime/state_dict.h"
 #include "tests/test_support.h"
 
 namespace lowband::launcher {
@@ -97,6 +100,52 @@ TEST(Train, SameSeedSameLosses) {
     return train(c, {}, log).final_loss;
   };
   EXPECT_EQ(run("a"), run("b"));
+}
+
+// The checkpoint's model.safetensors, read by PyTorch (scripts/load_safetensors.py), holds every
+// parameter under its name and shape with the values of the run's final parameters.
+TEST(Train, CheckpointModelLoadsInPyTorch) {
+  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "Debian's python3-torch is not installed";
+  test::TempDir dir;
+  writeByteShards(dir);
+  Config c = parseConfig(tinyConfig(dir, 20), "tiny.yaml");
+  std::ostringstream log;
+  const TrainResult r = train(c, {}, log);
+  ASSERT_FALSE(r.last_checkpoint.empty());
+  const fs::path listing = dir.path() / "tensors.txt";
+  const std::string command = "/usr/bin/python3 " + test::sourceDir() +
+                              "/scripts/load_safetensors.py " + r.last_checkpoint +
+                              "/model.safetensors >" + listing.string();
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+
+  // The reference: the final parameters from rank 0's state, cut by the model's own layout.
+  const std::vector<uint8_t> bytes = readWholeFile(fs::path(r.last_checkpoint) / rankStateName(0));
+  const runtime::StateDict state = runtime::StateDict::parse(bytes, "rank 0 state");
+  nn::Gpt gpt({c.model.n_layer, c.model.d_model, c.model.n_head, c.model.seq_len, c.model.vocab},
+              runtime::Device::cpu());
+  const nn::ParamStore& params = gpt.params();
+  std::vector<float> theta(static_cast<std::size_t>(params.size()));
+  state.getFloats("model.params", theta.data(), params.size());
+  std::map<std::string, std::pair<std::string, double>> expected;
+  for (const nn::ParamInfo& p : params.infos()) {
+    std::string shape;
+    for (int i = 0; i < p.shape.ndim(); ++i) shape += (i ? "x" : "") + std::to_string(p.shape[i]);
+    double sum = 0;
+    for (int64_t i = 0; i < p.numel; ++i) sum += theta[p.offset + i];
+    expected[p.name] = {shape, sum};
+  }
+  std::ifstream in(listing);
+  std::string name, shape;
+  double sum = 0;
+  std::size_t seen = 0;
+  while (in >> name >> shape >> sum) {
+    ++seen;
+    ASSERT_TRUE(expected.count(name)) << "unexpected tensor " << name;
+    EXPECT_EQ(shape, expected[name].first) << name;
+    EXPECT_NEAR(sum, expected[name].second, 1e-6 * (1 + std::fabs(sum))) << name;
+  }
+  EXPECT_EQ(seen, expected.size());
 }
 
 struct CliRun {
