@@ -6,6 +6,10 @@
 
 namespace lowband::comm {
 
+void addTraffic(TierBytes& total, const TierBytes& part, double times) {
+  for (const auto& [tier, bytes] : part) total[tier] += times * bytes;
+}
+
 bool PendingWork::isCompleted() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return done_;

@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,6 +29,20 @@ namespace lowband::comm {
 LB_DEFINE_ERROR(CommError, "comm");
 
 enum class ReduceOp { Sum, Avg };
+
+// Plans of traffic: the bytes one rank sends per tier (by tier name), as the traffic counters
+// (comm/link.h) will count them.
+enum class Collective {
+  AllReduce,
+  ReduceScatter,
+  AllGather,
+  Broadcast,
+  AllToAllBytes,
+  AllGatherBytes
+};
+using TierBytes = std::map<std::string, double>;
+// total[tier] += times * part[tier] for every tier of part.
+void addTraffic(TierBytes& total, const TierBytes& part, double times = 1);
 
 class Work {
  public:
@@ -59,6 +74,15 @@ class Communicator {
                                                    int64_t bytes) = 0;
   virtual std::shared_ptr<Work> allGatherBytesAsync(const uint8_t* in, uint8_t* out,
                                                     int64_t bytes) = 0;
+
+  // Bytes this rank sends per tier for one `op` of n values (f32 ops; per rank for
+  // reduce-scatter and all-gather) or n bytes per rank block (byte ops). Communicators whose
+  // traffic is not counted (raw MPI, local) plan none.
+  virtual TierBytes wireBytes(Collective op, int64_t n) const {
+    (void)op;
+    (void)n;
+    return {};
+  }
 
   void allReduce(float* data, int64_t n, ReduceOp op = ReduceOp::Sum) {
     allReduceAsync(data, n, op)->wait();

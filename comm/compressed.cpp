@@ -31,6 +31,17 @@ int64_t CompressedAllReduce::wireBytesPerRank(int64_t n) const {
   return total;
 }
 
+TierBytes CompressedAllReduce::wireBytes(int64_t n) const {
+  TierBytes out;
+  const int64_t chunks = chunkCount(n), len = (n + chunks - 1) / chunks;
+  for (int64_t begin = 0; begin < n; begin += len) {
+    const int64_t slot = slotBytes(std::min(len, n - begin));
+    addTraffic(out, comm_.wireBytes(Collective::AllToAllBytes, slot));
+    addTraffic(out, comm_.wireBytes(Collective::AllGatherBytes, slot));
+  }
+  return out;
+}
+
 std::shared_ptr<Work> CompressedAllReduce::allReduceAsync(float* data, int64_t n, ReduceOp op,
                                                           int slot) {
   if (error_feedback_) residuals_[slot];  // the map changes only on the caller's thread

@@ -39,6 +39,8 @@ class CompressedAllReduce {
   int64_t shardSize(int64_t n) const;
   int64_t wireBytesPerRank(int64_t n) const;
   int64_t slotBytes(int64_t n) const;  // one encoded shard on the wire, aligned
+  // Bytes this rank sends per tier for one call of n values (the counters of its communicator).
+  TierBytes wireBytes(int64_t n) const;
   // Error-feedback residual of `slot` (empty before its first call); read or set it between
   // calls (checkpoints), never while an op is in flight.
   const std::vector<float>& residual(int slot = 0) { return residuals_[slot]; }

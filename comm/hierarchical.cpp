@@ -79,6 +79,44 @@ void HierarchicalCommunicator::allReduceLevel(std::size_t level, float* data, in
   }
 }
 
+// Mirrors allReduceLevel's shape (chunks of whole shards, the last one padded) without data.
+void HierarchicalCommunicator::allReduceLevelBytes(std::size_t level, int64_t n,
+                                                   TierBytes& out) const {
+  const Communicator& c = *levels_[level];
+  const int64_t k = c.size();
+  if (level + 1 == levels_.size()) return addTraffic(out, c.wireBytes(Collective::AllReduce, n));
+  if (k == 1) return allReduceLevelBytes(level + 1, n, out);
+  const int64_t chunks = std::clamp<int64_t>((n + kChunkValues - 1) / kChunkValues, 1, kMaxChunks);
+  const int64_t len = ((n + chunks - 1) / chunks + k - 1) / k * k;
+  for (int64_t begin = 0; begin < n; begin += len) {
+    const int64_t m = std::min(len, n - begin), shard = (m + k - 1) / k;
+    addTraffic(out, c.wireBytes(Collective::ReduceScatter, shard));
+    allReduceLevelBytes(level + 1, shard, out);
+    addTraffic(out, c.wireBytes(Collective::AllGather, shard));
+  }
+}
+
+TierBytes HierarchicalCommunicator::wireBytes(Collective op, int64_t n) const {
+  TierBytes out;
+  switch (op) {
+    case Collective::AllReduce:
+      allReduceLevelBytes(0, n, out);
+      break;
+    case Collective::ReduceScatter:
+    case Collective::AllGather:
+      for (std::size_t level = 0; level < levels_.size(); ++level) {
+        const int64_t rest = groupSize(level + 1);
+        const int64_t values = level + 1 == levels_.size() ? n : rest * n;
+        addTraffic(out, levels_[level]->wireBytes(op, values));
+      }
+      break;
+    default:
+      out = flat_->wireBytes(op, n);
+      break;
+  }
+  return out;
+}
+
 void HierarchicalCommunicator::reduceScatterLevel(std::size_t level, const float* in, float* out,
                                                   int64_t n) {
   Communicator& c = *levels_[level];

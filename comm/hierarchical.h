@@ -45,8 +45,12 @@ class HierarchicalCommunicator : public Communicator {
   std::shared_ptr<Work> allToAllBytesAsync(const uint8_t* in, uint8_t* out, int64_t bytes) override;
   std::shared_ptr<Work> allGatherBytesAsync(const uint8_t* in, uint8_t* out,
                                             int64_t bytes) override;
+  // What the levels' counters see: all-reduce as below (chunks and padding included),
+  // reduce-scatter and all-gather level by level; broadcast and byte ops go over `flat`.
+  TierBytes wireBytes(Collective op, int64_t n) const override;
 
  private:
+  void allReduceLevelBytes(std::size_t level, int64_t n, TierBytes& out) const;
   std::shared_ptr<Work> submit(std::function<void()> task);
   void allReduceLevel(std::size_t level, float* data, int64_t n);
   void reduceScatterLevel(std::size_t level, const float* in, float* out, int64_t n);

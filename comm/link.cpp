@@ -102,23 +102,42 @@ std::map<std::string, OpTraffic> LinkCommunicator::traffic() const {
   return result;
 }
 
+double LinkCommunicator::linkWireBytes(Collective op, int ranks, int64_t n) {
+  const double p = ranks;
+  switch (op) {
+    case Collective::AllReduce:
+      return 2 * (p - 1) / p * 4.0 * static_cast<double>(n);
+    case Collective::ReduceScatter:
+    case Collective::AllGather:
+      return (p - 1) * 4.0 * static_cast<double>(n);
+    case Collective::Broadcast:
+      return (p - 1) / p * 4.0 * static_cast<double>(n);
+    case Collective::AllToAllBytes:
+    case Collective::AllGatherBytes:
+      return (p - 1) * static_cast<double>(n);
+  }
+  return 0;
+}
+
 std::shared_ptr<Work> LinkCommunicator::allReduceAsync(float* data, int64_t n, ReduceOp op) {
-  const double p = size();
-  return track("all-reduce", 2 * (p - 1) / p * 4.0 * n, inner_.allReduceAsync(data, n, op));
+  return track("all-reduce", linkWireBytes(Collective::AllReduce, size(), n),
+               inner_.allReduceAsync(data, n, op));
 }
 
 std::shared_ptr<Work> LinkCommunicator::reduceScatterAsync(const float* in, float* out, int64_t n,
                                                            ReduceOp op) {
-  return track("reduce-scatter", (size() - 1) * 4.0 * n, inner_.reduceScatterAsync(in, out, n, op));
+  return track("reduce-scatter", linkWireBytes(Collective::ReduceScatter, size(), n),
+               inner_.reduceScatterAsync(in, out, n, op));
 }
 
 std::shared_ptr<Work> LinkCommunicator::allGatherAsync(const float* in, float* out, int64_t n) {
-  return track("all-gather", (size() - 1) * 4.0 * n, inner_.allGatherAsync(in, out, n));
+  return track("all-gather", linkWireBytes(Collective::AllGather, size(), n),
+               inner_.allGatherAsync(in, out, n));
 }
 
 std::shared_ptr<Work> LinkCommunicator::broadcastAsync(float* data, int64_t n, int root) {
-  const double p = size();
-  return track("broadcast", (p - 1) / p * 4.0 * n, inner_.broadcastAsync(data, n, root));
+  return track("broadcast", linkWireBytes(Collective::Broadcast, size(), n),
+               inner_.broadcastAsync(data, n, root));
 }
 
 std::shared_ptr<Work> LinkCommunicator::barrierAsync() {
@@ -127,13 +146,13 @@ std::shared_ptr<Work> LinkCommunicator::barrierAsync() {
 
 std::shared_ptr<Work> LinkCommunicator::allToAllBytesAsync(const uint8_t* in, uint8_t* out,
                                                            int64_t bytes) {
-  return track("all-to-all", (size() - 1) * static_cast<double>(bytes),
+  return track("all-to-all", linkWireBytes(Collective::AllToAllBytes, size(), bytes),
                inner_.allToAllBytesAsync(in, out, bytes));
 }
 
 std::shared_ptr<Work> LinkCommunicator::allGatherBytesAsync(const uint8_t* in, uint8_t* out,
                                                             int64_t bytes) {
-  return track("all-gather", (size() - 1) * static_cast<double>(bytes),
+  return track("all-gather", linkWireBytes(Collective::AllGatherBytes, size(), bytes),
                inner_.allGatherBytesAsync(in, out, bytes));
 }
 

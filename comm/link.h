@@ -54,6 +54,12 @@ class LinkCommunicator : public Communicator {
   std::shared_ptr<Work> allGatherBytesAsync(const uint8_t* in, uint8_t* out,
                                             int64_t bytes) override;
 
+  TierBytes wireBytes(Collective op, int64_t n) const override {
+    return {{tier_, linkWireBytes(op, size(), n)}};
+  }
+  // The formula above for P ranks.
+  static double linkWireBytes(Collective op, int p, int64_t n);
+
   // Counters by op name ("all-reduce", ...); "total" sums them.
   std::map<std::string, OpTraffic> traffic() const;
 

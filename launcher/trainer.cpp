@@ -513,6 +513,23 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
                    << c.optimizer.warmup << ", " << enumName(c.optimizer.schedule) << " to "
                    << c.optimizer.min_lr_ratio << " x lr, grad clip " << c.optimizer.grad_clip
                    << "\n";
+  // The traffic this run will count: training, plus one evalParams per evaluation and per
+  // checkpoint (each gathers theta_global over the replica).
+  const auto multiples = [&](int64_t every) { return every > 0 ? (c.run.steps - 1) / every : 0; };
+  const int64_t gathers = (data->hasValidation() ? multiples(c.run.eval_every) + 1 : 0) +
+                          (params.device().isCuda() ? 0 : multiples(c.run.checkpoint_every) + 1);
+  comm::TierBytes planned = strategy->plannedTraffic(c.run.steps);
+  comm::addTraffic(planned, strategy->evalTraffic(), static_cast<double>(gathers));
+  {
+    std::string line;
+    for (const auto& [tier, bytes] : planned) {
+      if (bytes <= 0) continue;
+      line += (line.empty() ? "" : " | ") + tier + " " +
+              formatApprox(ByteSize{static_cast<uint64_t>(bytes / c.run.steps)}) + "/step";
+    }
+    row("traffic") << (line.empty() ? "none between ranks" : line)
+                   << " (planned, sent per rank, mean over the run)\n";
+  }
   {
     const auto param_bytes = static_cast<uint64_t>(params.size()) * sizeof(float);
     const uint64_t optimizer_bytes = optimizer.state().nbytes();
@@ -720,7 +737,6 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
         if (t.bytes_sent > 0)
           tiers_text += " | " + tier + " " +
                         formatApprox(ByteSize{static_cast<uint64_t>(step_bytes)}) + "/step";
-        result.tier_bytes[tier] = t.bytes_sent;
       }
       last_traffic = traffic;
       std::string outer_json;
@@ -793,7 +809,20 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   result.outer_blocked_s = sync.outer.blocked_s;
   result.outer_hidden_fraction = sync.outer.hiddenFraction();
   result.outer_steps = sync.outer_steps;
+  result.planned_tier_bytes = planned;
+  for (const auto& [tier, t] : topology.tierTraffic()) result.tier_bytes[tier] = t.bytes_sent;
   result.wall_s = secondsSince(start);
+  if (!result.preempted && !resumed) {
+    // Planned and counted traffic side by side (a resumed run counts only its own part).
+    std::string line;
+    for (const auto& [tier, bytes] : result.tier_bytes) {
+      if (bytes <= 0 && planned[tier] <= 0) continue;
+      line += (line.empty() ? "" : ", ") + tier + " " +
+              formatApprox(ByteSize{static_cast<uint64_t>(bytes)}) + " (planned " +
+              formatApprox(ByteSize{static_cast<uint64_t>(planned[tier])}) + ")";
+    }
+    if (!line.empty()) say() << "traffic: sent per rank " << line << "\n";
+  }
   say() << "done: " << result.steps << " steps in " << duration(result.wall_s) << ", final loss "
         << result.final_loss;
   if (result.val_loss >= 0) out << ", val loss " << result.val_loss;

@@ -102,6 +102,22 @@ void Co2::evalParams(float* out) {
   shard_->allGatherInto(groups_.replica(), xo_.data(), scratch_, out, 0.0f);
 }
 
+comm::TierBytes Co2::plannedTraffic(int64_t steps) const {
+  comm::TierBytes out = GradientAveraging::plannedTraffic(steps);
+  const int64_t rounds = steps / s_.H;
+  // Each round's end: the exchange of the own shard; the stale update's two-float sums (from
+  // the second round on, and once more in finish()) and evalParams' all-gather (every round,
+  // and once more in finish()).
+  const comm::TierBytes mean =
+      codec_ ? codec_->wireBytes(shard_->own())
+             : groups_.across().wireBytes(comm::Collective::AllReduce, shard_->own());
+  comm::addTraffic(out, mean, static_cast<double>(rounds));
+  comm::addTraffic(out, groups_.replica().wireBytes(comm::Collective::AllReduce, 2),
+                   static_cast<double>(rounds));
+  comm::addTraffic(out, evalTraffic(), static_cast<double>(rounds + (rounds > 0 ? 1 : 0)));
+  return out;
+}
+
 void Co2::saveState(runtime::StateDict& out) {
   GradientAveraging::saveState(out);
   // The exchange in flight is waited for here; its mean stays in its snapshot and is applied

@@ -33,6 +33,10 @@ class Co2 : public GradientAveraging {
   void finish() override;
   void evalParams(float* out) override;
   void saveState(runtime::StateDict& out) override;
+  comm::TierBytes plannedTraffic(int64_t steps) const override;
+  comm::TierBytes evalTraffic() const override {
+    return groups_.replica().wireBytes(comm::Collective::AllGather, shard_->stride());
+  }
   int64_t outerStateBytes() const override {
     return static_cast<int64_t>(sizeof(float)) *
            static_cast<int64_t>(xo_.size() + xprev_.size() + m_.size() + snap_[0].size() +

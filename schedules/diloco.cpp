@@ -136,6 +136,32 @@ void StreamingDiloco::evalParams(float* out) {
     f.shard->allGatherInto(groups_.replica(), f.global.data(), scratch_, out, 0.0f);
 }
 
+comm::TierBytes StreamingDiloco::plannedTraffic(int64_t steps) const {
+  comm::TierBytes out = GradientAveraging::plannedTraffic(steps);
+  for (std::size_t p = 0; p < plan_.size(); ++p) {
+    // Syncs at t in [1, steps], plus finish()'s flush when the last step is not one of them.
+    int64_t syncs = 0;
+    for (int64_t t = 1; t <= steps; ++t) syncs += plan_[p].syncsAt(t, s_.H);
+    if (steps > 0 && !plan_[p].syncsAt(steps, s_.H)) ++syncs;
+    const FragmentShard& shard = *frags_[p].shard;
+    comm::addTraffic(out,
+                     codec_ ? codec_->wireBytes(shard.own())
+                            : groups_.across().wireBytes(comm::Collective::AllReduce, shard.own()),
+                     static_cast<double>(syncs));
+    comm::addTraffic(out, groups_.replica().wireBytes(comm::Collective::AllGather, shard.stride()),
+                     static_cast<double>(syncs));
+  }
+  return out;
+}
+
+comm::TierBytes StreamingDiloco::evalTraffic() const {
+  comm::TierBytes out;
+  for (const FragmentState& f : frags_)
+    comm::addTraffic(out,
+                     groups_.replica().wireBytes(comm::Collective::AllGather, f.shard->stride()));
+  return out;
+}
+
 int64_t StreamingDiloco::outerStateBytes() const {
   std::size_t floats = scratch_.size();
   for (const FragmentState& f : frags_) floats += f.global.size() + f.v.size() + f.delta.size();

@@ -43,6 +43,8 @@ class StreamingDiloco : public GradientAveraging {
   void saveState(runtime::StateDict& out) override;
   void loadState(const runtime::StateDict& in) override;
   int64_t outerStateBytes() const override;
+  comm::TierBytes plannedTraffic(int64_t steps) const override;
+  comm::TierBytes evalTraffic() const override;
   const std::vector<Fragment>& fragments() const { return plan_; }
 
  private:

@@ -37,6 +37,19 @@ void land(Exchange& e, ExchangeTime& stats) {
   e = {};
 }
 
+comm::TierBytes GradientSync::wireBytesPerStep() const {
+  comm::TierBytes out;
+  for (const Bucket& b : buckets_)
+    comm::addTraffic(out, comm_.wireBytes(comm::Collective::AllReduce, b.span.end - b.span.begin));
+  return out;
+}
+
+comm::TierBytes GradientAveraging::plannedTraffic(int64_t steps) const {
+  comm::TierBytes out;
+  comm::addTraffic(out, grads_.wireBytesPerStep(), static_cast<double>(steps));
+  return out;
+}
+
 void GradientAveraging::saveState(runtime::StateDict& out) {
   out.putValue("sync.outer_steps", stats_.outer_steps);
   out.put("sync.fragment_steps", stats_.fragment_steps.data(),

@@ -49,6 +49,7 @@ class GradientSync {
   void onGradsReady(int group);
   void wait();
   int buckets() const { return static_cast<int>(buckets_.size()); }
+  comm::TierBytes wireBytesPerStep() const;  // every bucket's all-reduce
 
  private:
   struct Bucket {
@@ -78,6 +79,7 @@ class GradientAveraging : public Strategy {
   void onGradsReady(int group) override { grads_.onGradsReady(group); }
   void beforeOptimizerStep() override { grads_.wait(); }
   const SyncStats& stats() const override { return stats_; }
+  comm::TierBytes plannedTraffic(int64_t steps) const override;  // the gradients' share
   // The outer-step counters (what metrics report), shared by every method.
   void saveState(runtime::StateDict& out) override;
   void loadState(const runtime::StateDict& in) override;

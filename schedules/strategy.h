@@ -116,6 +116,10 @@ class Strategy {
   virtual void saveState(runtime::StateDict& out) = 0;
   virtual void loadState(const runtime::StateDict& in) = 0;
   virtual const SyncStats& stats() const = 0;
+  // The bytes this rank will send per tier over a run of `steps` steps ending in finish(), as
+  // the tiers' counters count them, and for one evalParams() call.
+  virtual comm::TierBytes plannedTraffic(int64_t steps) const = 0;
+  virtual comm::TierBytes evalTraffic() const { return {}; }
   // Bytes of outer state this rank holds (theta_global, momenta, snapshots, exchange buffers).
   virtual int64_t outerStateBytes() const { return 0; }
 };

@@ -142,6 +142,20 @@ void expectSameFinal(const fs::path& a, const fs::path& b) {
   }
 }
 
+// Every tier's bytes counted on this rank during the run equal the strategy's plan (to
+// rounding: both are sums of the same doubles, in another order).
+void expectPlannedTraffic(const TrainResult& r) {
+  std::map<std::string, double> tiers = r.planned_tier_bytes;
+  for (const auto& [tier, bytes] : r.tier_bytes) tiers[tier] += 0;
+  for (const auto& [tier, unused] : tiers) {
+    const double counted = r.tier_bytes.count(tier) ? r.tier_bytes.at(tier) : 0;
+    const double planned = r.planned_tier_bytes.count(tier) ? r.planned_tier_bytes.at(tier) : 0;
+    EXPECT_NEAR(counted, planned, 1e-9 * std::max(1.0, planned))
+        << "tier " << tier << " on rank " << worldRank();
+  }
+  EXPECT_GT(r.tier_bytes.at("node"), 0);
+}
+
 struct Method {
   const char* name;
   const char* sync;
@@ -156,6 +170,7 @@ TEST_P(ResumeExact, ResumedRunEqualsUninterruptedOne) {
                  b = shared().path() / (std::string(m.name) + "_b");
   const TrainResult full = run(m.sync, a.string(), "");
   EXPECT_EQ(full.steps, 20);
+  expectPlannedTraffic(full);
   // Step 9: streaming (H 8, 2 fragments, overlap 2) has fragment 0's exchange of step 8 in
   // flight; co2 (H 6) has the exchange of step 6 in flight.
   const TrainResult resumed =
