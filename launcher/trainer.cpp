@@ -295,6 +295,8 @@ std::string layoutOf(const Config& c, const nn::Model& model, schedules::Replica
 
 // The config's enums and the schedules' (and the codec's) list the same values in the same
 // order, so syncSettings converts by value; these fail to compile if one of them changes.
+static_assert(static_cast<int>(InnerMethod::Zero2) ==
+              static_cast<int>(schedules::InnerMethod::Zero2));
 static_assert(static_cast<int>(OuterMethod::Co2) == static_cast<int>(schedules::OuterMethod::Co2) &&
               static_cast<int>(OuterMethod::LocalSgd) ==
                   static_cast<int>(schedules::OuterMethod::LocalSgd));
@@ -308,6 +310,7 @@ static_assert(static_cast<int>(CodecKind::Topk) == static_cast<int>(runtime::Cod
 schedules::SyncSettings syncSettings(const Config& c, int replica) {
   const OuterSyncConfig& o = c.sync.outer;
   schedules::SyncSettings s;
+  s.inner = static_cast<schedules::InnerMethod>(static_cast<int>(c.sync.inner.method));
   s.method = static_cast<schedules::OuterMethod>(static_cast<int>(o.method));
   s.bucket_bytes = static_cast<int64_t>(c.comm.bucket.bytes);
   s.H = o.H;
@@ -340,12 +343,38 @@ struct NullBuffer : std::streambuf {
   int overflow(int c) override { return c; }
 };
 
+// The innermost tier name of the replica's top level (the tier just below the outer one), or
+// "" when replicas are single ranks.
+std::string replicaTopTier(const Config& c) {
+  const auto& tiers = c.topology.tiers;
+  for (std::size_t i = 0; i < tiers.size(); ++i)
+    if (tiers[i].name == c.sync.outer.tier) return i > 0 ? tiers[i - 1].name : "";
+  return tiers.size() > 1 ? tiers[tiers.size() - 2].name : "";
+}
+
 // Config values this version accepts but cannot run yet: refused, never silently replaced.
 void checkSupported(const Config& c) {
-  if (c.sync.inner.method != InnerMethod::Ddp)
-    throw ConfigError(keyMessage(
-        c, "sync.inner.method",
-        std::string(enumName(c.sync.inner.method)) + " (ZeRO sharding) is not built yet; use ddp"));
+  if (c.sync.inner.method != InnerMethod::Ddp) {
+    // Shards span the whole gradient group (the replica); placements at a lower tier and the
+    // secondary parameter partition are not built yet.
+    const ShardPlacement& s = c.sync.inner.shard;
+    const std::string top = replicaTopTier(c);
+    for (const auto& [key, value] :
+         {std::pair<const char*, const std::string*>{"optimizer", &s.optimizer},
+          {"grads", &s.grads}}) {
+      if (*value != "replica" && *value != top)
+        throw ConfigError(keyMessage(c, std::string("sync.inner.shard.") + key,
+                                     "'" + *value +
+                                         "': shards over a tier inside the replica are "
+                                         "not built yet; use replica (the whole replica" +
+                                         (top.empty() ? std::string() : ", tier '" + top + "'") +
+                                         ")"));
+    }
+    if (!s.secondary_params.empty())
+      throw ConfigError(keyMessage(c, "sync.inner.shard.secondary_params",
+                                   "zero1/zero2 keep whole parameters on every rank; a secondary "
+                                   "parameter partition (ZeRO++ hpZ) is not built yet"));
+  }
   if (!c.sync.inner.codec.empty())
     throw ConfigError(keyMessage(c, "sync.inner.codec",
                                  "per-tier gradient codecs are not built yet; remove the key "
@@ -471,7 +500,6 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   std::unique_ptr<nn::Model> model = buildModel(c, device.device);
   nn::ParamStore& params = model->params();
   params.initialize(static_cast<uint64_t>(c.run.seed), stream);  // the same on every rank
-  nn::Optimizer optimizer(params, optimizerSettings(c));
 
   comm::Topology topology(world, tierSpecs(c), static_cast<int>(c.topology.ranks_per_host),
                           c.topology.emulate);
@@ -480,6 +508,8 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   std::unique_ptr<schedules::Strategy> strategy =
       schedules::makeStrategy(syncSettings(c, groups.replicaIndex()), params, groups);
   model->setGradsReadyHook([&](int group) { strategy->onGradsReady(group); });
+  const auto [shard_begin, shard_end] = strategy->optimizerRange();  // ZeRO: this rank's shard
+  nn::Optimizer optimizer(params, optimizerSettings(c), shard_begin, shard_end);
   const double peak = runtime::measureGemmPeak(stream);
 
   // The start-up table (rank 0).
@@ -689,7 +719,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     model->backward(stream);
     strategy->beforeOptimizerStep();
     // The norm of the replica's mean gradient: every rank of a replica agrees on a skip.
-    const double norm = optimizer.gradientNorm(stream);
+    const double norm = strategy->gradientNorm(optimizer, stream);
     ++n.window_all;
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       ++n.skipped;

@@ -1,5 +1,6 @@
 #include "nn/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "runtime/error.h"
@@ -10,11 +11,16 @@ namespace lowband::nn {
 
 using runtime::DType;
 
-Optimizer::Optimizer(ParamStore& params, const OptimizerSettings& settings)
-    : params_(params), settings_(settings) {
+Optimizer::Optimizer(ParamStore& params, const OptimizerSettings& settings, int64_t begin,
+                     int64_t end)
+    : params_(params), settings_(settings), begin_(begin), end_(end < 0 ? params.size() : end) {
+  LB_REQUIRE(0 <= begin_ && begin_ <= end_ && end_ <= params.size(), runtime::ShapeError,
+             "optimizer range [" + std::to_string(begin_) + ", " + std::to_string(end_) +
+                 ") outside the " + std::to_string(params.size()) + " parameters");
   const int64_t buffers = settings.type == OptimizerType::AdamW ? 2 : 1;
-  state_ =
-      std::make_unique<runtime::Storage>(params.device(), buffers * params.size() * sizeof(float));
+  // At least one element, so a rank whose shard is empty still has a valid buffer.
+  state_ = std::make_unique<runtime::Storage>(
+      params.device(), buffers * std::max<int64_t>(1, end_ - begin_) * sizeof(float));
   runtime::Stream s(params.device());
   runtime::fill(s, state(), 0.0f);
   s.synchronize();
@@ -53,35 +59,42 @@ double Optimizer::step(const runtime::Stream& s, int64_t step) {
 }
 
 double Optimizer::gradientNorm(const runtime::Stream& s) const {
-  runtime::Tensor grads = params_.grads();
-  return std::sqrt(runtime::sumSquares(s, grads.data<float>(), grads.numel()));
+  return std::sqrt(gradientSquares(s));
+}
+
+double Optimizer::gradientSquares(const runtime::Stream& s) const {
+  return runtime::sumSquares(s, params_.grads().data<float>() + begin_, end_ - begin_);
 }
 
 void Optimizer::apply(const runtime::Stream& s, int64_t step, double norm) {
-  runtime::Tensor grads = params_.grads();
-  if (settings_.grad_clip > 0 && norm > settings_.grad_clip)
+  const runtime::Tensor grads = params_.grads().range(begin_, end_ - begin_);
+  if (settings_.grad_clip > 0 && norm > settings_.grad_clip && end_ > begin_)
     runtime::scale(s, grads, static_cast<float>(settings_.grad_clip / (norm + 1e-6)));
   ++updates_;
   const float lr = lrAt(step);
   float* p = params_.params().data<float>();
-  float* g = grads.data<float>();
-  float* state = this->state().data<float>();
-  // One launch per run of consecutive tensors with the same decay setting (padding included:
-  // its gradients are zero, so it stays zero).
+  float* g = params_.grads().data<float>();
+  // State element i belongs to parameter begin_ + i.
+  float* m = this->state().data<float>();
+  float* v = m + std::max<int64_t>(1, end_ - begin_);
+  // One launch per run of consecutive tensors with the same decay setting, cut to the range
+  // (padding included: its gradients are zero, so it stays zero).
   const auto& infos = params_.infos();
   for (std::size_t i = 0; i < infos.size();) {
     std::size_t j = i + 1;
     while (j < infos.size() && infos[j].decay == infos[i].decay) ++j;
-    const int64_t begin = infos[i].offset;
-    const int64_t end = j < infos.size() ? infos[j].offset : params_.size();
+    const int64_t begin = std::max(begin_, infos[i].offset);
+    const int64_t end = std::min(end_, j < infos.size() ? infos[j].offset : params_.size());
     const float wd = infos[i].decay ? settings_.weight_decay : 0.0f;
-    if (settings_.type == OptimizerType::AdamW) {
-      runtime::adamwStep(s, p + begin, g + begin, state + begin, state + params_.size() + begin,
-                         end - begin,
-                         {lr, settings_.beta1, settings_.beta2, settings_.eps, wd, updates_});
-    } else {
-      runtime::sgdStep(s, p + begin, g + begin, state + begin, end - begin,
-                       {lr, settings_.momentum, wd, settings_.nesterov, updates_ == 1});
+    if (begin < end) {
+      if (settings_.type == OptimizerType::AdamW) {
+        runtime::adamwStep(s, p + begin, g + begin, m + (begin - begin_), v + (begin - begin_),
+                           end - begin,
+                           {lr, settings_.beta1, settings_.beta2, settings_.eps, wd, updates_});
+      } else {
+        runtime::sgdStep(s, p + begin, g + begin, m + (begin - begin_), end - begin,
+                         {lr, settings_.momentum, wd, settings_.nesterov, updates_ == 1});
+      }
     }
     i = j;
   }

@@ -11,6 +11,9 @@
 //          d + mu buf : buf)
 // Weight decay applies only to tensors marked `decay` (the matmul weights): not to LayerNorm
 // gains and biases, linear biases or the embeddings.
+// An optimizer may own only a range [begin, end) of the flat buffers (ZeRO: this rank's shard):
+// its state covers that range alone, and it reads and updates nothing outside it; the caller
+// then combines the gradient norm over the shards (gradientSquares) and passes it to apply().
 #pragma once
 
 #include <cstdint>
@@ -41,7 +44,9 @@ struct OptimizerSettings {
 
 class Optimizer {
  public:
-  Optimizer(ParamStore& params, const OptimizerSettings& settings);
+  // `end` < 0: to the end of the buffers.
+  Optimizer(ParamStore& params, const OptimizerSettings& settings, int64_t begin = 0,
+            int64_t end = -1);
   float lrAt(int64_t step) const;  // step is 0-based
   // Clips the gradients, applies one update with the lr of `step`, and returns the gradient
   // norm before clipping.
@@ -49,8 +54,9 @@ class Optimizer {
   // The two halves of step(), for callers that look at the norm before updating (a NaN/Inf
   // gradient skips the update): the global gradient norm, then clip + update.
   double gradientNorm(const runtime::Stream& stream) const;
+  double gradientSquares(const runtime::Stream& stream) const;  // sum of g^2 over the range
   void apply(const runtime::Stream& stream, int64_t step, double norm);
-  // State buffers (AdamW: m then v; SGD: momentum), flat like the parameters.
+  // State buffers (AdamW: m then v; SGD: momentum), each covering the range.
   runtime::Tensor state() const;
   const OptimizerSettings& settings() const { return settings_; }
   // Checkpoints: the state buffers and the update count (AdamW's bias correction, SGD's first
@@ -61,6 +67,7 @@ class Optimizer {
  private:
   ParamStore& params_;
   OptimizerSettings settings_;
+  int64_t begin_ = 0, end_ = 0;
   std::unique_ptr<runtime::Storage> state_;
   int64_t updates_ = 0;
 };

@@ -7,7 +7,7 @@
 namespace lowband::schedules {
 
 Co2::Co2(const SyncSettings& settings, nn::ParamStore& params, ReplicaGroups& groups)
-    : GradientAveraging(params, groups.replica(), settings.bucket_bytes),
+    : GradientAveraging(settings, params, groups.replica()),
       s_(settings),
       params_(params),
       groups_(groups) {
@@ -78,6 +78,7 @@ void Co2::applyStale(const float* xbar) {
 }
 
 void Co2::afterOptimizerStep(int64_t step) {
+  finishInnerStep();
   if ((step + 1) % s_.H != 0) return;
   const int landing = in_flight_;
   if (landing >= 0) land(exchange_, stats_.outer);

@@ -6,7 +6,7 @@ namespace lowband::schedules {
 
 StreamingDiloco::StreamingDiloco(const SyncSettings& settings, nn::ParamStore& params,
                                  ReplicaGroups& groups)
-    : GradientAveraging(params, groups.replica(), settings.bucket_bytes),
+    : GradientAveraging(settings, params, groups.replica()),
       s_(settings),
       params_(params),
       groups_(groups) {
@@ -95,6 +95,7 @@ void StreamingDiloco::landFragment(int p) {
 }
 
 void StreamingDiloco::afterOptimizerStep(int64_t step) {
+  finishInnerStep();
   const int64_t t = step + 1;
   last_step_ = t;
   // Exchanges due now land first (in start order), then fragments due now start.

@@ -1,5 +1,9 @@
 #include "schedules/gradient_sync.h"
 
+#include <cmath>
+
+#include "runtime/nn_ops.h"
+
 namespace lowband::schedules {
 
 using Clock = std::chrono::steady_clock;
@@ -44,9 +48,48 @@ comm::TierBytes GradientSync::wireBytesPerStep() const {
   return out;
 }
 
+GradientAveraging::GradientAveraging(const SyncSettings& s, nn::ParamStore& params,
+                                     comm::Communicator& comm, bool across_replicas)
+    : inner_(s.inner),
+      grad_params_(params),
+      grads_(params, comm, s.bucket_bytes, across_replicas ? stats_.outer : stats_.inner) {
+  if (inner_ != InnerMethod::Ddp)
+    zero_ =
+        std::make_unique<ZeroShard>(params, comm, across_replicas ? stats_.outer : stats_.inner);
+}
+
+void GradientAveraging::beforeOptimizerStep() {
+  if (inner_ == InnerMethod::Zero2)
+    zero_->reduceScatterGradients();
+  else
+    grads_.wait();
+}
+
+std::pair<int64_t, int64_t> GradientAveraging::optimizerRange() const {
+  if (zero_) return {zero_->begin(), zero_->end()};
+  return {0, grad_params_.size()};
+}
+
+double GradientAveraging::gradientNorm(const nn::Optimizer& optimizer,
+                                       const runtime::Stream& stream) {
+  // zero2: only the own shard is reduced; ddp and zero1 hold the whole mean gradient.
+  if (inner_ == InnerMethod::Zero2)
+    return std::sqrt(zero_->sumOverGroup(optimizer.gradientSquares(stream)));
+  return std::sqrt(
+      runtime::sumSquares(stream, grad_params_.grads().data<float>(), grad_params_.size()));
+}
+
+void GradientAveraging::finishInnerStep() {
+  if (zero_) zero_->allGatherParameters();
+}
+
 comm::TierBytes GradientAveraging::plannedTraffic(int64_t steps) const {
   comm::TierBytes out;
-  comm::addTraffic(out, grads_.wireBytesPerStep(), static_cast<double>(steps));
+  if (inner_ != InnerMethod::Zero2)
+    comm::addTraffic(out, grads_.wireBytesPerStep(), static_cast<double>(steps));
+  if (zero_)
+    comm::addTraffic(out, zero_->wireBytesPerStep(inner_ == InnerMethod::Zero2),
+                     static_cast<double>(steps));
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include "nn/param_store.h"
 #include "schedules/fragments.h"
 #include "schedules/strategy.h"
+#include "schedules/zero.h"
 
 namespace lowband::schedules {
 
@@ -67,17 +68,22 @@ class GradientSync {
   std::map<int, int> bucket_of_group_;
 };
 
-// The part every strategy shares: gradients averaged over `comm` each step (inner ddp over
-// the replica, or over the world for outer ddp) and the exchange statistics.
+// The part every strategy shares: the inner method over the gradient group `comm` each step
+// (the replica, or the world for outer ddp): ddp (bucketed all-reduce), zero1 or zero2
+// (schedules/zero.h), and the exchange statistics. Subclasses call finishInnerStep() first in
+// afterOptimizerStep.
 class GradientAveraging : public Strategy {
  public:
   // `across_replicas`: the gradients go across replicas (outer ddp), so their time counts
   // as outer exchange time.
-  GradientAveraging(nn::ParamStore& params, comm::Communicator& comm, int64_t bucket_bytes,
-                    bool across_replicas = false)
-      : grads_(params, comm, bucket_bytes, across_replicas ? stats_.outer : stats_.inner) {}
-  void onGradsReady(int group) override { grads_.onGradsReady(group); }
-  void beforeOptimizerStep() override { grads_.wait(); }
+  GradientAveraging(const SyncSettings& s, nn::ParamStore& params, comm::Communicator& comm,
+                    bool across_replicas = false);
+  void onGradsReady(int group) override {
+    if (inner_ != InnerMethod::Zero2) grads_.onGradsReady(group);
+  }
+  void beforeOptimizerStep() override;
+  std::pair<int64_t, int64_t> optimizerRange() const override;
+  double gradientNorm(const nn::Optimizer& optimizer, const runtime::Stream& stream) override;
   const SyncStats& stats() const override { return stats_; }
   comm::TierBytes plannedTraffic(int64_t steps) const override;  // the gradients' share
   // The outer-step counters (what metrics report), shared by every method.
@@ -85,8 +91,13 @@ class GradientAveraging : public Strategy {
   void loadState(const runtime::StateDict& in) override;
 
  protected:
+  void finishInnerStep();  // zero: the parameter all-gather
+
   SyncStats stats_;
+  InnerMethod inner_;
+  nn::ParamStore& grad_params_;
   GradientSync grads_;
+  std::unique_ptr<ZeroShard> zero_;
 };
 
 }  // namespace lowband::schedules

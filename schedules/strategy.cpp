@@ -43,8 +43,9 @@ namespace {
 class DataParallel : public GradientAveraging {
  public:
   DataParallel(const SyncSettings& s, nn::ParamStore& params, ReplicaGroups& groups)
-      : GradientAveraging(params, s.method == OuterMethod::Ddp ? groups.world() : groups.replica(),
-                          s.bucket_bytes, s.method == OuterMethod::Ddp),
+      : GradientAveraging(s, params,
+                          s.method == OuterMethod::Ddp ? groups.world() : groups.replica(),
+                          s.method == OuterMethod::Ddp),
         params_(params),
         world_(s.method == OuterMethod::Ddp) {
     stats_.fragment_steps.assign(1, 0);
@@ -53,7 +54,7 @@ class DataParallel : public GradientAveraging {
     return std::string(world_ ? "ddp over all ranks" : "no outer sync (replicas train alone)") +
            ", " + std::to_string(grads_.buckets()) + " gradient buckets";
   }
-  void afterOptimizerStep(int64_t) override {}
+  void afterOptimizerStep(int64_t) override { finishInnerStep(); }
   void finish() override {}
   void evalParams(float* out) override {
     std::copy_n(params_.params().data<float>(), params_.size(), out);

@@ -4,8 +4,9 @@
 // on every rank, in this order per step:
 //   model backward -> onGradsReady(group) per parameter group (set as the model's hook)
 //   beforeOptimizerStep()      gradients are the replica's mean when it returns
-//   optimizer step (or a skipped step: the hooks run either way, so collectives stay matched)
-//   afterOptimizerStep(step)   outer synchronisation of the parameters
+//   gradientNorm(); optimizer step over optimizerRange() (or a skipped step: the hooks run
+//                              either way, so collectives stay matched)
+//   afterOptimizerStep(step)   ZeRO's parameter all-gather, then the outer synchronisation
 // and finish() once after the last step (in-flight exchanges landed and applied).
 // Strategies speak only comm::Communicator; every rank of a replica group calls the same hooks
 // in the same order, which is what keeps the collectives of all ranks matched.
@@ -20,6 +21,7 @@
 
 #include "comm/communicator.h"
 #include "comm/topology.h"
+#include "nn/optimizer.h"
 #include "nn/param_store.h"
 #include "runtime/codec.h"
 #include "runtime/error.h"
@@ -29,12 +31,14 @@ namespace lowband::schedules {
 
 LB_DEFINE_ERROR(ScheduleError, "schedules");
 
+enum class InnerMethod { Ddp, Zero1, Zero2 };
 enum class OuterMethod { None, Ddp, LocalSgd, Diloco, StreamingDiloco, Co2 };
 enum class OuterOptimizer { Nesterov, Sgd, Average };
 enum class GapPenalty { Gap, Constant, None };
 enum class ClipMode { Off, Value, Norm };
 
 struct SyncSettings {
+  InnerMethod inner = InnerMethod::Ddp;  // over the gradient group (replica; world for outer ddp)
   OuterMethod method = OuterMethod::Ddp;
   int64_t bucket_bytes = 25'000'000;  // inner ddp gradient buckets
   int64_t H = 100;                    // inner steps per outer round
@@ -104,6 +108,10 @@ class Strategy {
   virtual std::string describe() const = 0;
   virtual void onGradsReady(int group) = 0;
   virtual void beforeOptimizerStep() = 0;
+  // The part of the flat buffers this rank's optimizer updates (all of it unless ZeRO), and
+  // the norm of the group's mean gradient, for clipping (collective under zero2).
+  virtual std::pair<int64_t, int64_t> optimizerRange() const = 0;
+  virtual double gradientNorm(const nn::Optimizer& optimizer, const runtime::Stream& stream) = 0;
   virtual void afterOptimizerStep(int64_t step) = 0;  // step: 0-based index of the step done
   virtual void finish() = 0;
   // Writes the parameters evaluation uses (theta_global; the replica's own where there is no

@@ -47,14 +47,12 @@ if [ -n "$mpiexec" ]; then
   # fp4 over an emulated slow tier; rank 0 alone writes metrics with per-tier bytes and outer
   # steps per fragment (fragment 0 syncs at 8, 16, 24; fragment 1 at 12, 20 and in the flush
   # after the last step).
-  head -c 400000 "$src/README.md" "$src"/launcher/*.cpp "$src"/comm/*.cpp >"$tmp/corpus.txt"
-  python3 "$src/scripts/prepare_text.py" "$tmp/corpus.txt" "$tmp/data" >/dev/null ||
-    fail "prepare_text.py"
+  # shellcheck source=tests/tiny_run.sh
+  . "$(dirname "$0")/tiny_run.sh"
+  tiny_data "$tmp" || fail "prepare_text.py"
   cat >"$tmp/multi.yaml" <<YAML
 run: {name: multi, steps: 24, out_dir: $tmp/multi, log_every: 8, eval_every: 12, eval_batches: 2}
-device: cpu
-model: {kind: gpt, n_layer: 2, d_model: 32, n_head: 2, seq_len: 32, vocab: 256}
-data: {train: $tmp/data/train_*.bin, val: $tmp/data/val_*.bin, batch_size: 4}
+$(tiny_model "$tmp")
 optimizer: {kind: adamw, lr: 1e-3, warmup: 4}
 topology:
   emulate: true

@@ -19,13 +19,12 @@ export OMP_NUM_THREADS=1
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-head -c 300000 "$src/README.md" "$src"/launcher/*.cpp "$src"/comm/*.cpp >"$tmp/corpus.txt"
-python3 "$src/scripts/prepare_text.py" "$tmp/corpus.txt" "$tmp/data" >/dev/null || fail "prepare_text.py"
+# shellcheck source=tests/tiny_run.sh
+. "$(dirname "$0")/tiny_run.sh"
+tiny_data "$tmp" || fail "prepare_text.py"
 cat >"$tmp/run.yaml" <<YAML
 run: {name: faults, steps: 3000, out_dir: $tmp/full, log_every: 20, eval_every: 0, checkpoint_every: 0}
-device: cpu
-model: {kind: gpt, n_layer: 2, d_model: 32, n_head: 2, seq_len: 32, vocab: 256}
-data: {train: $tmp/data/train_*.bin, val: $tmp/data/val_*.bin, batch_size: 4}
+$(tiny_model "$tmp")
 optimizer: {kind: adamw, lr: 1e-3, warmup: 10}
 comm: {timeout: 5s}
 sync: {outer: {method: diloco, H: 10}}

@@ -90,8 +90,8 @@ std::string configText(const std::string& sync, const std::string& out_dir) {
          "topology:\n  emulate: true\n  tiers:\n"
          "    - {name: node, size: 2, bandwidth: 10Gbit, latency: 10us}\n"
          "    - {name: wan, bandwidth: 10Gbit, latency: 100us}\n"
-         "sync: {outer: " +
-         sync + "}\n";
+         "sync: " +
+         sync + "\n";
 }
 
 TrainResult run(const std::string& sync, const std::string& out_dir, const std::string& resume,
@@ -183,18 +183,21 @@ TEST_P(ResumeExact, ResumedRunEqualsUninterruptedOne) {
 INSTANTIATE_TEST_SUITE_P(
     Methods, ResumeExact,
     testing::Values(
-        Method{"ddp", "{method: ddp}"}, Method{"none", "{method: none}"},
-        Method{"local_sgd", "{method: local_sgd, H: 6}"},
-        Method{"diloco", "{method: diloco, H: 6}"},
+        Method{"ddp", "{outer: {method: ddp}}"}, Method{"none", "{outer: {method: none}}"},
+        Method{"local_sgd", "{outer: {method: local_sgd, H: 6}}"},
+        Method{"diloco", "{outer: {method: diloco, H: 6}}"},
         Method{"streaming",
-               "{method: streaming_diloco, H: 8, fragments: 2, overlap: 2, codec: fp4, "
-               "error_feedback: true}"},
-        Method{"co2", "{method: co2, H: 6, penalty: gap, clip: {mode: value, threshold: 0.5}}"}),
+               "{outer: {method: streaming_diloco, H: 8, fragments: 2, overlap: 2, codec: fp4, "
+               "error_feedback: true}}"},
+        Method{"co2",
+               "{outer: {method: co2, H: 6, penalty: gap, clip: {mode: value, threshold: 0.5}}}"},
+        Method{"zero1_ddp", "{inner: {method: zero1}, outer: {method: ddp}}"},
+        Method{"zero2_diloco", "{inner: {method: zero2}, outer: {method: diloco, H: 6}}"}),
     [](const testing::TestParamInfo<Method>& i) { return std::string(i.param.name); });
 
 TEST(Resume, AutoPassesOverIncompleteAndCorruptCheckpoints) {
   if (!test::mpiAvailable() || worldSize() != 4) GTEST_SKIP() << "run under mpiexec -n 4";
-  const std::string sync = "{method: diloco, H: 4}";
+  const std::string sync = "{outer: {method: diloco, H: 4}}";
   const fs::path a = shared().path() / "auto_a", b = shared().path() / "auto_b";
   run(sync, a.string(), "");
   run(sync, b.string(), "");  // b: the run that will be damaged and resumed
@@ -233,10 +236,10 @@ TEST(Resume, AutoPassesOverIncompleteAndCorruptCheckpoints) {
 TEST(Resume, RefusesCheckpointsOfAnotherLayoutOrDamagedOnes) {
   if (!test::mpiAvailable() || worldSize() != 4) GTEST_SKIP() << "run under mpiexec -n 4";
   const fs::path a = shared().path() / "layout_a";
-  run("{method: local_sgd, H: 4}", a.string(), "");
+  run("{outer: {method: local_sgd, H: 4}}", a.string(), "");
   const std::string step9 = (a / "checkpoints" / checkpointName(9)).string();
   try {
-    run("{method: diloco, H: 4}", (shared().path() / "layout_b").string(), step9);
+    run("{outer: {method: diloco, H: 4}}", (shared().path() / "layout_b").string(), step9);
     ADD_FAILURE() << "a diloco run resumed from a local_sgd checkpoint";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("another layout"), std::string::npos) << e.what();
@@ -245,7 +248,7 @@ TEST(Resume, RefusesCheckpointsOfAnotherLayoutOrDamagedOnes) {
   if (worldRank() == 0) fs::resize_file(fs::path(step9) / "model.safetensors", 10);
   MPI_Barrier(MPI_COMM_WORLD);
   try {
-    run("{method: local_sgd, H: 4}", (shared().path() / "layout_c").string(), step9);
+    run("{outer: {method: local_sgd, H: 4}}", (shared().path() / "layout_c").string(), step9);
     ADD_FAILURE() << "resumed from a truncated checkpoint";
   } catch (const ConfigError& e) {
     if (worldRank() == 0) {
@@ -258,7 +261,7 @@ TEST(Resume, RefusesCheckpointsOfAnotherLayoutOrDamagedOnes) {
 TEST(Resume, KeepLastRemovesOlderCheckpoints) {
   if (!test::mpiAvailable() || worldSize() != 4) GTEST_SKIP() << "run under mpiexec -n 4";
   const fs::path a = shared().path() / "keep";
-  Config c = parseConfig(configText("{method: ddp}", a.string()), "keep.yaml",
+  Config c = parseConfig(configText("{outer: {method: ddp}}", a.string()), "keep.yaml",
                          {.overrides = {"run.keep_last=2"}, .world = 4});
   std::ostringstream out;
   TrainOptions o;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -60,31 +61,36 @@ nn::OptimizerSettings adamw() {
   return o;
 }
 
-// One rank's model, optimizer and strategy over a topology of replicas of `replica_ranks`.
+// One rank's model, optimizer and strategy over a topology of tiers (innermost first) whose
+// tier `outer_tier` separates replicas; by default replicas of `replica_ranks` over a wan.
 class Replica {
  public:
   Replica(comm::MpiCommunicator& world, int replica_ranks, const SyncSettings& s,
           const nn::OptimizerSettings& opt, int64_t layers = 4)
-      : topology_(world, {{"node", replica_ranks}, {"wan", 0}}),
-        groups_(topology_, world, 1),
-        model_(tinyShape(layers), runtime::Device::cpu()),
-        optimizer_(model_.params(), opt) {
+      : Replica(world, {{"node", replica_ranks}, {"wan", 0}}, 1, s, opt, layers) {}
+  Replica(comm::MpiCommunicator& world, const std::vector<comm::TierSpec>& tiers, int outer_tier,
+          const SyncSettings& s, const nn::OptimizerSettings& opt, int64_t layers = 4)
+      : rank_(world.rank()),
+        topology_(world, tiers),
+        groups_(topology_, world, outer_tier),
+        model_(tinyShape(layers), runtime::Device::cpu()) {
     model_.params().initialize(7, stream_);
     strategy_ = makeStrategy(s, model_.params(), groups_);
     model_.setGradsReadyHook([this](int g) { strategy_->onGradsReady(g); });
+    const auto [begin, end] = strategy_->optimizerRange();
+    optimizer_ = std::make_unique<nn::Optimizer>(model_.params(), opt, begin, end);
   }
   // One inner step on this rank's batch; `before_outer` sees the parameters between the
   // optimizer step and the outer sync.
   template <class F>
   void step(int64_t i, F&& before_outer) {
     std::vector<int32_t> tokens(kRows * kSeq), targets(kRows * kSeq);
-    fillTokens(topology_.coordinate(0) + replica_ranks() * groups_.replicaIndex(), i, kRows,
-               tokens.data(), targets.data());
+    fillTokens(rank_, i, kRows, tokens.data(), targets.data());
     runtime::fill(stream_, model_.params().grads(), 0.0f);
     model_.forward(stream_, {tokens.data(), nullptr, targets.data(), kRows, kSeq});
     model_.backward(stream_);
     strategy_->beforeOptimizerStep();
-    optimizer_.step(stream_, i);
+    optimizer_->apply(stream_, i, strategy_->gradientNorm(*optimizer_, stream_));
     before_outer();
     strategy_->afterOptimizerStep(i);
   }
@@ -99,13 +105,16 @@ class Replica {
   ReplicaGroups& groups() { return groups_; }
   Strategy& strategy() { return *strategy_; }
   nn::ParamStore& store() { return model_.params(); }
+  const nn::Optimizer& optimizer() const { return *optimizer_; }
+  std::map<std::string, comm::OpTraffic> tierTraffic() const { return topology_.tierTraffic(); }
 
  private:
+  int rank_;
   runtime::Stream stream_;
   comm::Topology topology_;
   ReplicaGroups groups_;
   nn::Gpt model_;
-  nn::Optimizer optimizer_;
+  std::unique_ptr<nn::Optimizer> optimizer_;
   std::unique_ptr<Strategy> strategy_;
 };
 
@@ -488,6 +497,95 @@ TEST_F(Schedules, Fp4ExchangeStaysWithinTheCodecBound) {
   }
   EXPECT_LE(worst_excess, 0.0f);
   EXPECT_GT(biggest, 0.0f) << "fp4 should not be lossless here";
+}
+
+// zero1 and zero2 train like ddp (the same parameters to float-order tolerance, clipping
+// active) over gradient groups of 1, 2 and 3 tiers, on a 3-block model whose parameter count
+// does not split evenly into aligned shards; each optimizer holds 1/k of the state; and the
+// traffic counted per tier equals the strategy's plan. zero2 sums gradients in another order
+// (reduce-scatter): AdamW would turn the rounding noise of gradients that are exactly 0 in
+// exact arithmetic (the attention key bias) into +-lr steps, so zero2 is compared under SGD
+// with momentum; zero1 (the same all-reduce as ddp) under both.
+TEST_F(Schedules, ZeroEqualsDdpOverOneTwoAndThreeTiers) {
+  const int n = world->size();
+  struct Layout {
+    std::vector<comm::TierSpec> tiers;
+    int outer_tier;
+    OuterMethod method;
+  };
+  std::vector<Layout> layouts = {
+      {{{"world", 0}}, 0, OuterMethod::Ddp},                // one tier: flat over the world
+      {{{"node", 2}, {"wan", 0}}, 1, OuterMethod::Ddp},     // two tiers, hierarchical world
+      {{{"node", 2}, {"wan", 0}}, 1, OuterMethod::Diloco},  // inside replicas of 2, diloco
+  };
+  if (n == 4) layouts.push_back({{{"node", 2}, {"rack", 2}, {"wan", 0}}, 2, OuterMethod::Ddp});
+  if (n == 4)  // three tiers inside the replica, a fourth (of size 1) across
+    layouts.push_back({{{"node", 2}, {"rack", 2}, {"wan", 0}}, 2, OuterMethod::LocalSgd});
+  // SGD unclipped (sees the gradients' scale), SGD and AdamW clipped below the gradient norms
+  // (see the norm combined over the shards).
+  nn::OptimizerSettings momentum = plainSgd();
+  momentum.momentum = 0.9f;
+  momentum.weight_decay = 0.01f;
+  nn::OptimizerSettings clipped = momentum, adam = adamw();
+  clipped.grad_clip = adam.grad_clip = 0.05f;
+  for (const Layout& l : layouts)
+    for (const nn::OptimizerSettings& opt : {momentum, clipped, adam}) {
+      const bool is_adam = opt.type == nn::OptimizerType::AdamW;
+      SyncSettings ddp = settingsOf(l.method, 3);
+      ddp.bucket_bytes = 16 << 10;
+      Replica reference(*world, l.tiers, l.outer_tier, ddp, opt, 3);
+      for (InnerMethod inner : {InnerMethod::Zero1, InnerMethod::Zero2}) {
+        if (is_adam && inner == InnerMethod::Zero2) continue;
+        SyncSettings zero = ddp;
+        zero.inner = inner;
+        Replica sharded(*world, l.tiers, l.outer_tier, zero, opt, 3);
+        for (int64_t i = 0; i < 5; ++i) sharded.step(i);
+        sharded.strategy().finish();
+        if (inner == InnerMethod::Zero1) {
+          for (int64_t i = 0; i < 5; ++i) reference.step(i);
+          reference.strategy().finish();
+        }
+        const std::string what = std::string(inner == InnerMethod::Zero1 ? "zero1" : "zero2") +
+                                 (is_adam             ? " adamw"
+                                  : opt.grad_clip > 0 ? " sgd clipped"
+                                                      : " sgd") +
+                                 " over " + std::to_string(l.tiers.size()) + " tier(s)";
+        expectClose(sharded.params(), reference.params(), 2e-5f, what.c_str());
+        // Optimizer state: 1/k of the unsharded (AdamW: m and v), up to the aligned padding.
+        const int k = l.method == OuterMethod::Ddp ? n : sharded.groups().replica().size();
+        const auto [begin, end] = sharded.strategy().optimizerRange();
+        const int64_t size = sharded.store().size();
+        EXPECT_LE(end - begin, (size + k - 1) / k + nn::ParamStore::kAlign) << what;
+        EXPECT_EQ(sharded.optimizer().state().numel(),
+                  (is_adam ? 2 : 1) * std::max<int64_t>(1, end - begin))
+            << what;
+        const comm::TierBytes planned = sharded.strategy().plannedTraffic(5);
+        for (const auto& [tier, t] : sharded.tierTraffic()) {
+          const double want = planned.count(tier) ? planned.at(tier) : 0.0;
+          EXPECT_NEAR(t.bytes_sent, want, 1e-9 * std::max(1.0, want)) << what << ", tier " << tier;
+        }
+      }
+    }
+}
+
+// The slow tier under zero2 laid over the tiers (reduce-scatter and all-gather inside the node
+// first) carries at most 1/k of what it carries when the same ranks form one flat tier
+// (k = ranks per node), counted over two steps.
+TEST_F(Schedules, HierarchicalZero2KeepsTheSlowTierToOneKth) {
+  if (world->size() != 4) GTEST_SKIP() << "needs 4 ranks (2 nodes of 2)";
+  SyncSettings s = settingsOf(OuterMethod::Ddp, 100);
+  s.inner = InnerMethod::Zero2;
+  Replica layered(*world, {{"node", 2}, {"slow", 0}}, 1, s, plainSgd(), 3);
+  Replica flat(*world, {{"slow", 0}}, 0, s, plainSgd(), 3);
+  for (int64_t i = 0; i < 2; ++i) {
+    layered.step(i);
+    flat.step(i);
+  }
+  const double layered_bytes = layered.tierTraffic().at("slow").bytes_sent;
+  const double flat_bytes = flat.tierTraffic().at("slow").bytes_sent;
+  EXPECT_GT(layered_bytes, 0);
+  EXPECT_LE(layered_bytes, flat_bytes / 2) << layered_bytes << " vs flat " << flat_bytes;
+  expectClose(layered.params(), flat.params(), 2e-5f, "layered vs flat zero2");
 }
 
 }  // namespace

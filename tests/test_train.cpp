@@ -182,10 +182,11 @@ TEST(Train, UnbuiltSettingsAreRefusedByKey) {
   writeByteShards(dir);
   const std::string config = dir.write("tiny.yaml", tinyConfig(dir, 2));
   for (const auto& [set, key] : std::vector<std::pair<std::string, std::string>>{
-           {"sync.inner.method=zero2", "sync.inner.method"},
+           {"sync.inner.shard.secondary_params=replica", "sync.inner.shard.secondary_params"},
            {"sync.inner.codec.world=int8", "sync.inner.codec"},
            {"comm.backend=nccl", "comm.backend"}}) {
-    CliRun r = cli({"train", config, "--dry-run", "--set", set, "--set", "device=auto"});
+    CliRun r = cli({"train", config, "--dry-run", "--set", "sync.inner.method=zero2", "--set", set,
+                    "--set", "device=auto"});
     EXPECT_EQ(r.status, kExitBadInput) << set;
     EXPECT_NE(r.err.find(key + ": "), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("not"), std::string::npos) << r.err;
