@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include "runtime/error.h"
 
@@ -118,6 +119,35 @@ class CompletedWork : public Work {
   void wait() override {}
   bool wait(std::chrono::milliseconds) override { return true; }
   std::exception_ptr error() const override { return nullptr; }
+};
+
+// A communicator of a plan (`lowband plan`): the size and rank of a real one, no peers. Every
+// op throws CommError; it counts nothing, like a raw MPI communicator.
+class PlannedCommunicator : public Communicator {
+ public:
+  PlannedCommunicator(int rank, int size, std::string name)
+      : rank_(rank), size_(size), name_(std::move(name)) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  std::string name() const override { return name_ + " (planned)"; }
+  std::shared_ptr<Work> allReduceAsync(float*, int64_t, ReduceOp) override { refuse(); }
+  std::shared_ptr<Work> reduceScatterAsync(const float*, float*, int64_t, ReduceOp) override {
+    refuse();
+  }
+  std::shared_ptr<Work> allGatherAsync(const float*, float*, int64_t) override { refuse(); }
+  std::shared_ptr<Work> broadcastAsync(float*, int64_t, int) override { refuse(); }
+  std::shared_ptr<Work> barrierAsync() override { refuse(); }
+  std::shared_ptr<Work> allToAllBytesAsync(const uint8_t*, uint8_t*, int64_t) override { refuse(); }
+  std::shared_ptr<Work> allGatherBytesAsync(const uint8_t*, uint8_t*, int64_t) override {
+    refuse();
+  }
+
+ private:
+  [[noreturn]] void refuse() const {
+    LB_THROW(CommError, name_ + ": a planned communicator cannot run collectives");
+  }
+  int rank_, size_;
+  std::string name_;
 };
 
 // The communicator of a single process: every collective is complete at once (all-gather and

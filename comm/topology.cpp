@@ -6,11 +6,9 @@
 
 namespace lowband::comm {
 
-Topology::Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, int ranks_per_host,
-                   bool emulate)
+Topology::Topology(std::vector<TierSpec> tiers, int64_t world_size, int r)
     : tiers_(std::move(tiers)) {
   if (tiers_.empty()) tiers_.push_back({"world", 0, 0, 0});
-  const int64_t world_size = world.size();
   int64_t fixed = 1;
   for (std::size_t i = 0; i < tiers_.size(); ++i) {
     if (tiers_[i].size < 0 || (tiers_[i].size == 0 && i + 1 != tiers_.size()))
@@ -22,16 +20,51 @@ Topology::Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, in
                             (tiers_.back().size > 0 ? "equal" : "divide") + " the world of " +
                             std::to_string(world_size) + " ranks (outermost tier '" +
                             tiers_.back().name + "')");
-  const int r = world.rank();
   int64_t stride = 1;
-  std::vector<int64_t> strides;
   for (const TierSpec& t : tiers_) {
     const int64_t k = t.size > 0 ? t.size : world_size / fixed;
     sizes_.push_back(k);
-    strides.push_back(stride);
+    strides_.push_back(stride);
     coords_.push_back(static_cast<int>((r / stride) % k));
     stride *= k;
   }
+}
+
+std::unique_ptr<Topology> Topology::planned(int64_t world_size, int r, std::vector<TierSpec> tiers,
+                                            int ranks_per_host) {
+  std::unique_ptr<Topology> t(new Topology(std::move(tiers), world_size, r));
+  const int L = t->levels();
+  for (int i = 0; i < L; ++i) {
+    t->levels_.push_back(std::make_unique<PlannedCommunicator>(
+        t->coords_[i], static_cast<int>(t->sizes_[i]), t->tiers_[i].name));
+    t->links_.push_back(std::make_unique<LinkCommunicator>(*t->levels_.back(), t->tiers_[i].name));
+  }
+  t->inner_.resize(L + 1);
+  t->outer_.resize(L);
+  for (int i = 1; i <= L; ++i) {
+    const int64_t below = i < L ? t->strides_[i] : world_size;
+    t->inner_[i] = std::make_unique<PlannedCommunicator>(static_cast<int>(r % below),
+                                                         static_cast<int>(below), "inner");
+  }
+  for (int i = 0; i < L; ++i)
+    t->outer_[i] = std::make_unique<PlannedCommunicator>(
+        static_cast<int>(r / t->strides_[i]), static_cast<int>(world_size / t->strides_[i]),
+        "outer");
+  const int64_t per_host = ranks_per_host > 0 ? ranks_per_host : t->sizes_[0];
+  if (world_size % per_host != 0)
+    LB_THROW(CommError, "ranks_per_host " + std::to_string(per_host) +
+                            " does not divide the world of " + std::to_string(world_size));
+  t->host_ = static_cast<int>(r / per_host);
+  t->hosts_ = static_cast<int>(world_size / per_host);
+  return t;
+}
+
+Topology::Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, int ranks_per_host,
+                   bool emulate)
+    : Topology(std::move(tiers), world.size(), world.rank()) {
+  const int64_t world_size = world.size();
+  const int r = world.rank();
+  const std::vector<int64_t>& strides = strides_;
   // Every split below is collective: all ranks run them in this order.
   for (int i = 0; i < levels(); ++i) {
     const int color = static_cast<int>(r - coords_[i] * strides[i]);

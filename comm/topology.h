@@ -30,6 +30,12 @@ class Topology {
   // Collective over `world`; throws CommError when the tier sizes do not fit its size.
   Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, int ranks_per_host = 0,
            bool emulate = false);
+  // The same layout for `world_size` ranks as rank `rank` would see it, without MPI (for
+  // `lowband plan`): its communicators have the real sizes and ranks and plan the real wire
+  // bytes, but run nothing (comm::PlannedCommunicator). Hosts: blocks of ranks_per_host ranks,
+  // else of the innermost tier.
+  static std::unique_ptr<Topology> planned(int64_t world_size, int rank,
+                                           std::vector<TierSpec> tiers, int ranks_per_host = 0);
 
   int levels() const { return static_cast<int>(tiers_.size()); }
   const TierSpec& tier(int i) const { return tiers_[i]; }
@@ -42,15 +48,17 @@ class Topology {
   LinkCommunicator& level(int i) { return *links_[i]; }
   // Traffic of each tier's level communicator, by tier name.
   std::map<std::string, OpTraffic> tierTraffic() const;
-  MpiCommunicator& inner(int t) { return *inner_[t]; }  // t in [1, levels]
-  MpiCommunicator& outer(int t) { return *outer_[t]; }  // t in [0, levels)
+  Communicator& inner(int t) { return *inner_[t]; }  // t in [1, levels]
+  Communicator& outer(int t) { return *outer_[t]; }  // t in [0, levels)
 
  private:
+  Topology(std::vector<TierSpec> tiers, int64_t world_size, int rank);  // sizes and coordinates
+  std::vector<int64_t> strides_;
   std::vector<TierSpec> tiers_;
   std::vector<int64_t> sizes_;
   std::vector<int> coords_;
   int host_ = 0, hosts_ = 1;
-  std::vector<std::unique_ptr<MpiCommunicator>> levels_, inner_, outer_;
+  std::vector<std::unique_ptr<Communicator>> levels_, inner_, outer_;
   std::vector<std::unique_ptr<LinkCommunicator>> links_;  // over levels_
 };
 

@@ -14,6 +14,7 @@
 #include "launcher/bench_comm.h"
 #include "launcher/bench_schedules.h"
 #include "launcher/config.h"
+#include "launcher/plan.h"
 #include "launcher/trainer.h"
 #include "lowband_build.h"
 #include "nn/data.h"
@@ -153,6 +154,30 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
                    "or step 0 if there is none) or a checkpoint directory")
       ->type_name("auto|PATH");
 
+  std::string plan_file;
+  std::vector<std::string> plan_overrides;
+  PlanOptions plan_options;
+  bool plan_json = false;
+  CLI::App* plan_cmd = app.add_subcommand(
+      "plan",
+      "Layout, sharding, memory per rank, bytes per tier and predicted step time of a config, "
+      "without training");
+  plan_cmd->add_option("CONFIG", plan_file, "YAML experiment config")
+      ->required()
+      ->check(CLI::ExistingFile);
+  plan_cmd->add_option("--set", plan_overrides, "Override a key: key.path=value (repeatable)")
+      ->type_name("KEY=VALUE");
+  plan_cmd
+      ->add_option("--world", plan_options.world,
+                   "Ranks to plan for (default: the product of the tier sizes)")
+      ->check(CLI::PositiveNumber);
+  plan_cmd
+      ->add_option("--step-time", plan_options.step_time,
+                   "Compute seconds per training step (default: measured here on the config's "
+                   "model and batch)")
+      ->check(CLI::PositiveNumber);
+  plan_cmd->add_flag("--json", plan_json, "One JSON object");
+
   TrainBenchOptions bench_options;
   std::string bench_preset = "small";
   bool bench_json = false;
@@ -221,6 +246,15 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   try {
     if (validate_cmd->parsed()) return validate(files, overrides, world, print, io);
     if (train_cmd->parsed()) return runTrain(train_file, train_overrides, train_options, io);
+    if (plan_cmd->parsed()) {
+      LoadOptions load;
+      load.overrides = plan_overrides;
+      if (plan_options.world > 0) load.world = plan_options.world;
+      const Config config = loadConfig(plan_file, load);
+      const Plan plan = makePlan(config, plan_options);
+      if (!io.quiet()) out << (plan_json ? planJson(plan) + "\n" : planText(plan));
+      return kExitOk;
+    }
     if (bench_schedules_cmd->parsed()) {
       benchSchedules(schedule_bench, out);
       return kExitOk;

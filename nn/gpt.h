@@ -34,6 +34,7 @@ class Gpt : public Model {
   std::vector<float> logits(const runtime::Stream& stream) override;
   double flopsPerPosition() const override;
   std::string describe() const override;
+  int64_t activationBytes() const override { return act_ ? act_->bytes() : 0; }
   const GptShape& shape() const { return shape_; }
 
  private:

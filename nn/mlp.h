@@ -29,6 +29,7 @@ class Mlp : public Model {
   std::vector<float> logits(const runtime::Stream& stream) override;
   double flopsPerPosition() const override;
   std::string describe() const override;
+  int64_t activationBytes() const override { return act_ ? act_->bytes() : 0; }
 
  private:
   int64_t width(std::size_t i) const;  // width of h_i (0: input)

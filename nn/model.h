@@ -39,6 +39,8 @@ class Model {
   // Floating-point operations of one forward + backward per predicted position (for MFU).
   virtual double flopsPerPosition() const = 0;
   virtual std::string describe() const = 0;
+  // Bytes of the activation arena of the last forward (0 before the first).
+  virtual int64_t activationBytes() const = 0;
 
  protected:
   void gradsReady(int group) const {

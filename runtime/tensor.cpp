@@ -1,5 +1,7 @@
 #include "runtime/tensor.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <cstring>
 
@@ -49,6 +51,15 @@ Storage::Storage(Device device, std::size_t bytes, const void* stream)
   }
   std::size_t padded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   if (padded == 0) padded = kAlignment;
+  if (padded >= kMapBytes) {
+    // Fresh anonymous pages read as zero and take memory only once written (a plan builds a
+    // model it never trains; first touch also places pages near the thread that uses them).
+    data_ = ::mmap(nullptr, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    LB_REQUIRE(data_ != MAP_FAILED, OutOfMemoryError,
+               "cannot map " + std::to_string(bytes) + " bytes of host memory");
+    mapped_ = padded;
+    return;
+  }
   data_ = std::aligned_alloc(kAlignment, padded);
   LB_REQUIRE(data_ != nullptr, OutOfMemoryError,
              "cannot allocate " + std::to_string(bytes) + " bytes of host memory");
@@ -61,6 +72,8 @@ Storage::~Storage() {
       deviceAllocator(device_.index).release(data_);
     } catch (...) {
     }
+  } else if (mapped_ > 0) {
+    ::munmap(data_, mapped_);
   } else {
     std::free(data_);
   }

@@ -41,6 +41,7 @@ constexpr DType dtypeOf<uint8_t>() {
 class Storage {
  public:
   static constexpr std::size_t kAlignment = 64;
+  static constexpr std::size_t kMapBytes = 1 << 20;  // host storage this big is mmap'ed
 
   // Host storage is zero-filled; device storage is uninitialised. `stream` is the stream the
   // device memory will be used on (the caching allocator's reuse rule).
@@ -57,6 +58,7 @@ class Storage {
   Device device_;
   std::size_t bytes_;
   void* data_ = nullptr;
+  std::size_t mapped_ = 0;  // bytes of an mmap'ed host allocation
 };
 
 class Shape {

@@ -71,6 +71,17 @@ YAML
     *'"wan":{"bytes_per_step":'*'"outer_steps":[3,3]'*) ;;
     *) fail "metrics.jsonl last line: $last" ;;
   esac
+
+  # lowband plan of the same config: one JSON object with the documented keys; the world must
+  # fit the tiers.
+  "$lowband" plan "$tmp/multi.yaml" --world 4 --json >"$tmp/plan" 2>&1 || fail "plan: $(cat "$tmp/plan")"
+  python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$tmp/plan" || fail "plan --json is not JSON: $(cat "$tmp/plan")"
+  for key in world replicas tiers name bytes_per_step memory_per_rank_bytes params grads optimizer \
+    outer_state activations predicted_step_s predicted_utilization; do
+    grep -q "\"$key\":" "$tmp/plan" || fail "plan --json lacks $key: $(cat "$tmp/plan")"
+  done
+  "$lowband" plan "$tmp/multi.yaml" --world 3 >"$tmp/out" 2>&1
+  [ $? -eq 1 ] && grep -q 'do not divide the world of 3 ranks' "$tmp/out" || fail "plan --world 3: $(cat "$tmp/out")"
 fi
 
 if [ "$failures" -eq 0 ]; then echo "cli_smoke: all checks passed"; fi

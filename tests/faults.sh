@@ -91,10 +91,10 @@ for i in $(seq 20); do
   elapsed=$(echo "$(date +%s.%N) - $start" | bc)
   [ "$status" -ne 0 ] || fail "kill $i: job exited 0"
   [ "$status" -ne 124 ] || { fail "kill $i: job hung"; break; }
-  # Hydra names the first process it saw die: the killed one, or (rarely) its peer when that
-  # one failed first on the broken connection; either way a pid of the start-up table.
-  grep -q "PID $pid " "$tmp/kill.out" ||
-    { grep -q "signal 9" "$tmp/kill.out" && grep -q "PID $(sed -n "s/.*rank $((1 - victim_rank)) pid \([0-9]*\).*/\1/p" "$tmp/kill.out" | head -n 1) " "$tmp/kill.out"; } ||
+  # The killed process is named by pid: by hydra ("PID 123 RUNNING AT ..."), or, when the
+  # survivor's UCX hits the broken connection first and aborts, by UCX ("process_vm_readv(pid=123
+  # ...): No such process"); the start-up table maps the pid to its rank.
+  grep -Eq "PID $pid |pid=$pid[^0-9]" "$tmp/kill.out" ||
     fail "kill $i: no message naming pid $pid (rank $victim_rank): $(grep -v '^step' "$tmp/kill.out" | tail -n 12)"
   worst=$(echo "if ($elapsed > $worst) $elapsed else $worst" | bc)
 done

@@ -15,6 +15,7 @@
 
 #include "launcher/checkpoint.h"
 #include "launcher/config.h"
+#include "launcher/plan.h"
 #include "launcher/trainer.h"
 #include "nn/data.h"
 #include "tests/mpi_test_main.h"
@@ -171,6 +172,20 @@ TEST_P(ResumeExact, ResumedRunEqualsUninterruptedOne) {
   const TrainResult full = run(m.sync, a.string(), "");
   EXPECT_EQ(full.steps, 20);
   expectPlannedTraffic(full);
+  if (worldRank() == 0) {
+    // `lowband plan` (no MPI, rank 0's view of a planned topology) predicts the same bytes.
+    PlanOptions o;
+    o.world = 4;
+    o.step_time = 0.01;
+    const Plan plan =
+        makePlan(parseConfig(configText(m.sync, a.string()), "resume.yaml", {.world = 4}), o);
+    for (const TierPlan& t : plan.tiers)
+      EXPECT_NEAR(t.bytes_per_step * 20, full.tier_bytes.at(t.name),
+                  1e-6 * std::max(1.0, t.bytes_per_step))
+          << "plan of tier " << t.name;
+    EXPECT_EQ(plan.replicas, 2);
+    EXPECT_EQ(plan.memory.optimizer, static_cast<int64_t>(full.optimizer_state_bytes));
+  }
   // Step 9: streaming (H 8, 2 fragments, overlap 2) has fragment 0's exchange of step 8 in
   // flight; co2 (H 6) has the exchange of step 6 in flight.
   const TrainResult resumed =

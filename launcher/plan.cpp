@@ -1,0 +1,265 @@
+#include "launcher/plan.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+
+#include "comm/topology.h"
+#include "launcher/setup.h"
+#include "launcher/units.h"
+#include "runtime/device.h"
+#include "runtime/kernels.h"
+#include "runtime/stream.h"
+
+namespace lowband::launcher {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t worldOf(const Config& c, int64_t requested) {
+  if (requested > 0) return requested;
+  int64_t world = 1;
+  for (const TierConfig& t : c.topology.tiers) {
+    if (t.size.isRest())
+      throw ConfigError(
+          keyMessage(c, "topology.tiers",
+                     "tier '" + t.name + "' is `rest`: give the world size with --world N"));
+    world *= t.size.ranks;
+  }
+  return world;
+}
+
+// Seconds of one training step of `model` on this machine at the config's batch (random data):
+// one warm-up step, then the median of `steps`.
+double measureStep(const Config& c, nn::Model& model, nn::Optimizer& optimizer,
+                   const runtime::Stream& stream, int64_t steps) {
+  const int64_t B = c.data.batch_size;
+  const bool gpt = c.model.kind == ModelKind::Gpt;
+  const int64_t T = gpt ? c.model.seq_len : 1;
+  std::mt19937 rng(1);
+  std::vector<int32_t> tokens(B * T), targets(B * T);
+  std::vector<float> images(gpt ? 0 : B * c.model.input);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng() % c.model.vocab);
+  for (auto& t : targets) t = static_cast<int32_t>(rng() % (gpt ? c.model.vocab : c.model.classes));
+  for (auto& x : images) x = static_cast<float>(rng() % 256) / 255.0f;
+  const nn::Batch batch{gpt ? tokens.data() : nullptr, gpt ? nullptr : images.data(),
+                        targets.data(), B, T};
+  std::vector<double> times;
+  for (int64_t i = 0; i <= steps; ++i) {
+    const auto t0 = Clock::now();
+    runtime::fill(stream, model.params().grads(), 0.0f);
+    model.forward(stream, batch);
+    model.backward(stream);
+    optimizer.apply(stream, i, optimizer.gradientNorm(stream));
+    stream.synchronize();
+    if (i > 0) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+std::string fmtSeconds(double s) {
+  char buf[32];
+  if (s >= 1)
+    std::snprintf(buf, sizeof buf, "%.2f s", s);
+  else if (s >= 1e-3)
+    std::snprintf(buf, sizeof buf, "%.2f ms", s * 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f us", s * 1e6);
+  return buf;
+}
+
+std::string jsonEscape(const std::string& s) {
+  std::string out;
+  for (const char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out;
+}
+
+}  // namespace
+
+Plan makePlan(const Config& c, const PlanOptions& o) {
+  checkSupported(c);
+  Plan plan;
+  plan.world = worldOf(c, o.world);
+  checkWorld(c, plan.world);
+  std::unique_ptr<comm::Topology> topology = comm::Topology::planned(
+      plan.world, 0, tierSpecs(c), static_cast<int>(c.topology.ranks_per_host));
+  comm::PlannedCommunicator world(0, static_cast<int>(plan.world), "world");
+  const int outer_tier = std::max(0, topology->tierIndex(c.sync.outer.tier));
+  schedules::ReplicaGroups groups(*topology, world, outer_tier);
+  const runtime::DeviceSelection device = runtime::selectDevice(c.device);
+  runtime::Stream stream(device.device);
+  std::unique_ptr<nn::Model> model = buildModel(c, device.device);
+  nn::ParamStore& params = model->params();
+  params.initialize(static_cast<uint64_t>(c.run.seed), stream);
+  const schedules::SyncSettings settings = syncSettings(c, groups.replicaIndex());
+  std::unique_ptr<schedules::Strategy> strategy = schedules::makeStrategy(settings, params, groups);
+  const auto [shard_begin, shard_end] = strategy->optimizerRange();
+  nn::Optimizer optimizer(params, optimizerSettings(c), shard_begin, shard_end);
+
+  plan.hosts = topology->hosts();
+  plan.replicas = groups.replicas();
+  plan.replica_ranks = groups.replica().size();
+  plan.inner = enumName(c.sync.inner.method);
+  plan.outer = strategy->describe();
+  plan.model = model->describe();
+  const int k =
+      c.sync.outer.method == OuterMethod::Ddp ? static_cast<int>(plan.world) : plan.replica_ranks;
+  plan.sharding = c.sync.inner.method == InnerMethod::Ddp
+                      ? "optimizer state whole on every rank (ddp)"
+                      : "optimizer state 1/" + std::to_string(k) + " per rank over the " +
+                            (c.sync.outer.method == OuterMethod::Ddp ? "world" : "replica");
+  if (strategy->outerStateBytes() > 0)
+    plan.sharding +=
+        "; outer state 1/" + std::to_string(plan.replica_ranks) + " per rank of a replica";
+
+  // Compute: measured (which also sizes the activations) or given.
+  const double measured = measureStep(c, *model, optimizer, stream,
+                                      o.step_time > 0 ? 1 : std::max<int64_t>(1, o.timing_steps));
+  plan.compute_measured = o.step_time <= 0;
+  plan.compute_s = plan.compute_measured ? measured : o.step_time;
+  plan.memory = {params.size() * 4, params.size() * 4,
+                 static_cast<int64_t>(optimizer.state().nbytes()), strategy->outerStateBytes(),
+                 model->activationBytes()};
+
+  // Bytes per tier over the run, as the counters will show them.
+  const comm::TierBytes traffic = plannedRunTraffic(c, *strategy, !c.data.val.empty(), false);
+  const auto steps = static_cast<double>(c.run.steps);
+  const OuterMethod method = c.sync.outer.method;
+  const bool outer_exchanges = method != OuterMethod::Ddp && method != OuterMethod::None;
+  const double fragments = method == OuterMethod::StreamingDiloco
+                               ? static_cast<double>(c.sync.outer.resolvedFragments(c.model))
+                               : 1.0;
+  const double exchanges_per_step =
+      outer_exchanges ? fragments / static_cast<double>(c.sync.outer.H) : 0;
+  double exchange_s = 0;  // one outer exchange, over every tier it crosses
+  for (int i = 0; i < topology->levels(); ++i) {
+    const comm::TierSpec& t = topology->tier(i);
+    TierPlan tp{t.name,
+                topology->tierSize(i),
+                t.bandwidth,
+                t.latency,
+                !outer_exchanges || i < outer_tier,
+                0,
+                0};
+    tp.bytes_per_step = traffic.count(t.name) ? traffic.at(t.name) / steps : 0;
+    const double wire_s = t.bandwidth > 0 ? tp.bytes_per_step / t.bandwidth : 0;
+    if (tp.inner) {
+      // Gradient exchanges: one per bucket (at least one a step when the tier carries any).
+      const double exchanges =
+          tp.bytes_per_step > 0
+              ? std::max(1.0,
+                         std::ceil(tp.bytes_per_step / static_cast<double>(c.comm.bucket.bytes)))
+              : 0;
+      tp.seconds_per_step = wire_s + exchanges * t.latency;
+      plan.inner_s += tp.seconds_per_step;
+    } else if (tp.bytes_per_step > 0) {
+      tp.seconds_per_step = wire_s + exchanges_per_step * t.latency;
+      exchange_s += wire_s / exchanges_per_step + t.latency;
+    }
+    plan.tiers.push_back(tp);
+  }
+  if (outer_exchanges) {
+    const double busy = plan.compute_s + plan.inner_s;  // one step's work that can hide it
+    double exposed = exchange_s;
+    if (method == OuterMethod::StreamingDiloco)
+      exposed = std::max(0.0, exchange_s - static_cast<double>(settings.overlap) * busy);
+    else if (method == OuterMethod::Co2)
+      exposed = std::max(0.0, exchange_s - static_cast<double>(c.sync.outer.H) * busy);
+    plan.outer_s = exposed * exchanges_per_step;
+  }
+  plan.predicted_step_s = plan.compute_s + plan.inner_s + plan.outer_s;
+  plan.predicted_utilization = plan.compute_s / plan.predicted_step_s;
+  return plan;
+}
+
+std::string planText(const Plan& p) {
+  std::string s;
+  auto row = [&](const char* key, const std::string& value) {
+    char k[16];
+    std::snprintf(k, sizeof k, "%-11s", key);
+    s += k + value + "\n";
+  };
+  row("world", std::to_string(p.world) + " rank(s) on " + std::to_string(p.hosts) + " host(s); " +
+                   std::to_string(p.replicas) + " replica(s) of " +
+                   std::to_string(p.replica_ranks) + " rank(s)");
+  std::string tiers;
+  for (const TierPlan& t : p.tiers) {
+    if (!tiers.empty()) tiers += " | ";
+    tiers += t.name + " x" + std::to_string(t.size) + " (" + format(Bandwidth{t.bandwidth}) + ", " +
+             format(Duration{t.latency}) + (t.inner ? ", every step" : ", outer") + ")";
+  }
+  row("tiers", tiers);
+  row("model", p.model);
+  row("sync", "inner " + p.inner + "; outer " + p.outer);
+  row("sharding", p.sharding);
+  const PlanMemory& m = p.memory;
+  auto mem = [](int64_t b) { return formatApprox(ByteSize{static_cast<uint64_t>(b)}); };
+  row("memory", "per rank: params " + mem(m.params) + ", grads " + mem(m.grads) + ", optimizer " +
+                    mem(m.optimizer) + ", outer state " + mem(m.outer_state) + ", activations " +
+                    mem(m.activations) + " (total " +
+                    mem(m.params + m.grads + m.optimizer + m.outer_state + m.activations) + ")");
+  std::string traffic;
+  for (const TierPlan& t : p.tiers) {
+    if (t.bytes_per_step <= 0) continue;
+    if (!traffic.empty()) traffic += " | ";
+    traffic += t.name + " " + formatApprox(ByteSize{static_cast<uint64_t>(t.bytes_per_step)}) +
+               "/step (" + fmtSeconds(t.seconds_per_step) + ")";
+  }
+  row("traffic", traffic.empty() ? "none between ranks" : traffic + " per rank");
+  row("compute", fmtSeconds(p.compute_s) + " per step (" +
+                     (p.compute_measured
+                          ? "measured here, " + std::to_string(omp_get_max_threads()) + " thread(s)"
+                          : std::string("given")) +
+                     ")");
+  char pred[200];
+  std::snprintf(pred, sizeof pred,
+                "step %s (compute %s + inner exchanges %s + exposed outer exchanges %s), "
+                "compute utilisation %.1f%%",
+                fmtSeconds(p.predicted_step_s).c_str(), fmtSeconds(p.compute_s).c_str(),
+                fmtSeconds(p.inner_s).c_str(), fmtSeconds(p.outer_s).c_str(),
+                p.predicted_utilization * 100);
+  row("predicted", pred);
+  return s;
+}
+
+std::string planJson(const Plan& p) {
+  std::string tiers;
+  for (const TierPlan& t : p.tiers) {
+    char buf[400];
+    std::snprintf(buf, sizeof buf,
+                  "%s{\"name\":\"%s\",\"size\":%lld,\"bandwidth_bytes_per_s\":%.6g,"
+                  "\"latency_s\":%.6g,\"every_step\":%s,\"bytes_per_step\":%.1f,"
+                  "\"seconds_per_step\":%.6g}",
+                  tiers.empty() ? "" : ",", jsonEscape(t.name).c_str(),
+                  static_cast<long long>(t.size), t.bandwidth, t.latency,
+                  t.inner ? "true" : "false", t.bytes_per_step, t.seconds_per_step);
+    tiers += buf;
+  }
+  const PlanMemory& m = p.memory;
+  std::string out(tiers.size() + p.inner.size() + p.outer.size() + 1024, '\0');
+  out.resize(std::snprintf(
+      out.data(), out.size(),
+      "{\"world\":%lld,\"hosts\":%d,\"replicas\":%d,\"replica_ranks\":%d,\"inner\":\"%s\","
+      "\"outer\":\"%s\",\"tiers\":[%s],\"memory_per_rank_bytes\":{\"params\":%lld,\"grads\":%lld,"
+      "\"optimizer\":%lld,\"outer_state\":%lld,\"activations\":%lld},\"compute_s\":%.6g,"
+      "\"compute_measured\":%s,\"inner_s\":%.6g,\"outer_s\":%.6g,\"predicted_step_s\":%.6g,"
+      "\"predicted_utilization\":%.4f}",
+      static_cast<long long>(p.world), p.hosts, p.replicas, p.replica_ranks,
+      jsonEscape(p.inner).c_str(), jsonEscape(p.outer).c_str(), tiers.c_str(),
+      static_cast<long long>(m.params), static_cast<long long>(m.grads),
+      static_cast<long long>(m.optimizer), static_cast<long long>(m.outer_state),
+      static_cast<long long>(m.activations), p.compute_s, p.compute_measured ? "true" : "false",
+      p.inner_s, p.outer_s, p.predicted_step_s, p.predicted_utilization));
+  return out;
+}
+
+}  // namespace lowband::launcher

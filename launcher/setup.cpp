@@ -1,0 +1,142 @@
+#include "launcher/setup.h"
+
+#include "nn/gpt.h"
+#include "nn/mlp.h"
+
+namespace lowband::launcher {
+
+namespace {
+
+// The innermost tier name of the replica's top level (the tier just below the outer one), or
+// "" when replicas are single ranks.
+std::string replicaTopTier(const Config& c) {
+  const auto& tiers = c.topology.tiers;
+  for (std::size_t i = 0; i < tiers.size(); ++i)
+    if (tiers[i].name == c.sync.outer.tier) return i > 0 ? tiers[i - 1].name : "";
+  return tiers.size() > 1 ? tiers[tiers.size() - 2].name : "";
+}
+
+}  // namespace
+
+// Config values this version accepts but cannot run yet: refused, never silently replaced.
+void checkSupported(const Config& c) {
+  if (c.sync.inner.method != InnerMethod::Ddp) {
+    // Shards span the whole gradient group (the replica); placements at a lower tier and the
+    // secondary parameter partition are not built yet.
+    const ShardPlacement& s = c.sync.inner.shard;
+    const std::string top = replicaTopTier(c);
+    for (const auto& [key, value] :
+         {std::pair<const char*, const std::string*>{"optimizer", &s.optimizer},
+          {"grads", &s.grads}}) {
+      if (*value != "replica" && *value != top)
+        throw ConfigError(keyMessage(c, std::string("sync.inner.shard.") + key,
+                                     "'" + *value +
+                                         "': shards over a tier inside the replica are "
+                                         "not built yet; use replica (the whole replica" +
+                                         (top.empty() ? std::string() : ", tier '" + top + "'") +
+                                         ")"));
+    }
+    if (!s.secondary_params.empty())
+      throw ConfigError(keyMessage(c, "sync.inner.shard.secondary_params",
+                                   "zero1/zero2 keep whole parameters on every rank; a secondary "
+                                   "parameter partition (ZeRO++ hpZ) is not built yet"));
+  }
+  if (!c.sync.inner.codec.empty())
+    throw ConfigError(keyMessage(c, "sync.inner.codec",
+                                 "per-tier gradient codecs are not built yet; remove the key "
+                                 "(gradients are exchanged in f32)"));
+  if (c.comm.backend == CommBackend::Nccl)
+    throw ConfigError(
+        keyMessage(c, "comm.backend", "nccl is not wired into training yet; use auto or mpi"));
+}
+
+std::unique_ptr<nn::Model> buildModel(const Config& c, runtime::Device device) {
+  if (c.model.kind == ModelKind::Gpt)
+    return std::make_unique<nn::Gpt>(nn::GptShape{c.model.n_layer, c.model.d_model, c.model.n_head,
+                                                  c.model.seq_len, c.model.vocab},
+                                     device);
+  return std::make_unique<nn::Mlp>(
+      nn::MlpShape{c.model.input, c.model.hidden, c.model.classes,
+                   c.model.activation == Activation::Relu ? nn::MlpActivation::Relu
+                                                          : nn::MlpActivation::Gelu},
+      device);
+}
+
+nn::OptimizerSettings optimizerSettings(const Config& c) {
+  const OptimizerConfig& o = c.optimizer;
+  nn::OptimizerSettings s;
+  s.type = o.kind == OptimizerKind::AdamW ? nn::OptimizerType::AdamW : nn::OptimizerType::Sgd;
+  s.lr = static_cast<float>(o.lr);
+  s.beta1 = static_cast<float>(o.betas[0]);
+  s.beta2 = static_cast<float>(o.betas[1]);
+  s.eps = static_cast<float>(o.eps);
+  s.weight_decay = static_cast<float>(o.weight_decay);
+  s.momentum = static_cast<float>(o.momentum);
+  s.nesterov = o.nesterov;
+  s.grad_clip = static_cast<float>(o.grad_clip);
+  s.warmup = o.warmup;
+  s.schedule = o.schedule == LrSchedule::Cosine   ? nn::Schedule::Cosine
+               : o.schedule == LrSchedule::Linear ? nn::Schedule::Linear
+                                                  : nn::Schedule::Constant;
+  s.min_lr_ratio = static_cast<float>(o.min_lr_ratio);
+  s.total_steps = c.run.steps;
+  return s;
+}
+
+// The config's enums and the schedules' (and the codec's) list the same values in the same
+// order, so syncSettings converts by value; these fail to compile if one of them changes.
+static_assert(static_cast<int>(InnerMethod::Zero2) ==
+              static_cast<int>(schedules::InnerMethod::Zero2));
+static_assert(static_cast<int>(OuterMethod::Co2) == static_cast<int>(schedules::OuterMethod::Co2) &&
+              static_cast<int>(OuterMethod::LocalSgd) ==
+                  static_cast<int>(schedules::OuterMethod::LocalSgd));
+static_assert(static_cast<int>(OuterOptimizerKind::Average) ==
+              static_cast<int>(schedules::OuterOptimizer::Average));
+static_assert(static_cast<int>(GapPenalty::None) == static_cast<int>(schedules::GapPenalty::None));
+static_assert(static_cast<int>(ClipMode::Norm) == static_cast<int>(schedules::ClipMode::Norm));
+static_assert(static_cast<int>(CodecKind::Topk) == static_cast<int>(runtime::Codec::Topk) &&
+              static_cast<int>(CodecKind::Fp4) == static_cast<int>(runtime::Codec::Fp4));
+
+schedules::SyncSettings syncSettings(const Config& c, int replica) {
+  const OuterSyncConfig& o = c.sync.outer;
+  schedules::SyncSettings s;
+  s.inner = static_cast<schedules::InnerMethod>(static_cast<int>(c.sync.inner.method));
+  s.method = static_cast<schedules::OuterMethod>(static_cast<int>(o.method));
+  s.bucket_bytes = static_cast<int64_t>(c.comm.bucket.bytes);
+  s.H = o.H;
+  s.fragments = o.method == OuterMethod::StreamingDiloco ? o.resolvedFragments(c.model) : 1;
+  s.strided = o.pattern == FragmentPattern::Strided;
+  s.embeddings_own = o.embeddings == EmbeddingPlacement::Own;
+  s.overlap = o.overlap_per_replica.empty() ? o.overlap : o.overlap_per_replica.at(replica);
+  s.alpha = o.alpha;
+  s.codec = {static_cast<runtime::Codec>(static_cast<int>(o.codec)), o.codec_block, o.topk_ratio};
+  s.error_feedback = o.error_feedback;
+  s.optimizer = static_cast<schedules::OuterOptimizer>(static_cast<int>(o.optimizer.kind));
+  s.lr = o.optimizer.lr;
+  s.momentum = o.optimizer.momentum;
+  s.penalty = static_cast<schedules::GapPenalty>(static_cast<int>(o.penalty));
+  s.penalty_divisor = o.penalty_divisor;
+  s.penalty_eps = o.penalty_eps;
+  s.clip = static_cast<schedules::ClipMode>(static_cast<int>(o.clip.mode));
+  s.clip_threshold = o.clip.threshold;
+  return s;
+}
+
+std::vector<comm::TierSpec> tierSpecs(const Config& c) {
+  std::vector<comm::TierSpec> tiers;
+  for (const TierConfig& t : c.topology.tiers)
+    tiers.push_back({t.name, t.size.ranks, t.bandwidth.bytes_per_s, t.latency.seconds});
+  return tiers;
+}
+
+comm::TierBytes plannedRunTraffic(const Config& c, const schedules::Strategy& strategy,
+                                  bool has_validation, bool cuda) {
+  const auto multiples = [&](int64_t every) { return every > 0 ? (c.run.steps - 1) / every : 0; };
+  const int64_t gathers = (has_validation ? multiples(c.run.eval_every) + 1 : 0) +
+                          (cuda ? 0 : multiples(c.run.checkpoint_every) + 1);
+  comm::TierBytes planned = strategy.plannedTraffic(c.run.steps);
+  comm::addTraffic(planned, strategy.evalTraffic(), static_cast<double>(gathers));
+  return planned;
+}
+
+}  // namespace lowband::launcher

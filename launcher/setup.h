@@ -1,0 +1,29 @@
+// The pieces of a run both `lowband train` and `lowband plan` build from a config: the model,
+// the inner optimizer's settings, the schedules' settings, the tier specs, the check for
+// settings that cannot run yet, and the traffic a run will count.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "comm/topology.h"
+#include "launcher/config.h"
+#include "nn/model.h"
+#include "nn/optimizer.h"
+#include "schedules/strategy.h"
+
+namespace lowband::launcher {
+
+std::unique_ptr<nn::Model> buildModel(const Config& c, runtime::Device device);
+nn::OptimizerSettings optimizerSettings(const Config& c);
+// The schedules' settings for a rank of replica `replica` (per-replica overlap).
+schedules::SyncSettings syncSettings(const Config& c, int replica);
+std::vector<comm::TierSpec> tierSpecs(const Config& c);
+// ConfigError (by key) for values this version accepts but cannot run yet.
+void checkSupported(const Config& c);
+// Bytes per tier one rank will send over the whole run: training (the strategy's plan) plus
+// one theta_global gather per evaluation and per checkpoint.
+comm::TierBytes plannedRunTraffic(const Config& c, const schedules::Strategy& strategy,
+                                  bool has_validation, bool cuda);
+
+}  // namespace lowband::launcher
