@@ -40,7 +40,7 @@ class Co2 : public GradientAveraging {
   int64_t outerStateBytes() const override {
     return static_cast<int64_t>(sizeof(float)) *
            static_cast<int64_t>(xo_.size() + xprev_.size() + m_.size() + snap_[0].size() +
-                                snap_[1].size() + scratch_.size());
+                                snap_[1].size());  // (not the transient all-gather buffer)
   }
   void loadState(const runtime::StateDict& in) override;
 

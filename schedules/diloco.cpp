@@ -164,7 +164,7 @@ comm::TierBytes StreamingDiloco::evalTraffic() const {
 }
 
 int64_t StreamingDiloco::outerStateBytes() const {
-  std::size_t floats = scratch_.size();
+  std::size_t floats = 0;  // (not the transient all-gather buffer)
   for (const FragmentState& f : frags_) floats += f.global.size() + f.v.size() + f.delta.size();
   return static_cast<int64_t>(floats * sizeof(float));
 }

@@ -128,7 +128,8 @@ class Strategy {
   // the tiers' counters count them, and for one evalParams() call.
   virtual comm::TierBytes plannedTraffic(int64_t steps) const = 0;
   virtual comm::TierBytes evalTraffic() const { return {}; }
-  // Bytes of outer state this rank holds (theta_global, momenta, snapshots, exchange buffers).
+  // Bytes of outer state this rank holds (theta_global, momenta, snapshots, the exchanged
+  // shard; not the transient buffer the replica's all-gather lands in).
   virtual int64_t outerStateBytes() const { return 0; }
 };
 
