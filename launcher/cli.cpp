@@ -6,6 +6,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -177,6 +179,12 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
                    "model and batch)")
       ->check(CLI::PositiveNumber);
   plan_cmd->add_flag("--json", plan_json, "One JSON object");
+  bool plan_auto = false;
+  std::string plan_out;
+  plan_cmd->add_flag("--auto", plan_auto,
+                     "Choose outer method, H, fragments, overlap and codec to reach "
+                     "plan.target_utilization with the least expected quality loss");
+  plan_cmd->add_option("--out", plan_out, "With --auto: write the chosen config here (new file)");
 
   TrainBenchOptions bench_options;
   std::string bench_preset = "small";
@@ -251,8 +259,42 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
       load.overrides = plan_overrides;
       if (plan_options.world > 0) load.world = plan_options.world;
       const Config config = loadConfig(plan_file, load);
-      const Plan plan = makePlan(config, plan_options);
-      if (!io.quiet()) out << (plan_json ? planJson(plan) + "\n" : planText(plan));
+      if (!plan_auto) {
+        if (!plan_out.empty()) throw ConfigError("--out is only used with --auto");
+        const Plan plan = makePlan(config, plan_options);
+        if (!io.quiet()) out << (plan_json ? planJson(plan) + "\n" : planText(plan));
+        return kExitOk;
+      }
+      if (plan_json && plan_out.empty())
+        throw ConfigError("plan --auto --json: give --out FILE for the chosen config");
+      if (!plan_out.empty() && std::filesystem::exists(plan_out))
+        throw ConfigError(plan_out + " already exists; --out writes a new file");
+      const AutoPlan chosen = autoPlan(config, plan_options);
+      if (io.quiet()) return kExitOk;
+      const std::string yaml =
+          "# chosen by lowband plan --auto from " + plan_file + "\n" + toYaml(chosen.config);
+      if (!plan_out.empty()) {
+        std::ofstream f(plan_out);
+        f << yaml;
+        if (!f) throw ConfigError("cannot write " + plan_out);
+      }
+      if (plan_json) {
+        out << planJson(chosen.plan) << "\n";
+        return kExitOk;
+      }
+      out << planText(chosen.plan);
+      char line[240];
+      std::snprintf(line, sizeof line,
+                    "auto       %s after %d candidate(s): predicted utilisation %.1f%% %s "
+                    "target %.1f%%\n",
+                    chosen.meets_target ? "chose this" : "no candidate reaches the target; best",
+                    chosen.candidates, chosen.plan.predicted_utilization * 100,
+                    chosen.meets_target ? ">=" : "<", config.plan.target_utilization * 100);
+      out << line;
+      if (plan_out.empty())
+        out << "\n" << yaml;
+      else
+        out << "config     written to " << plan_out << "\n";
       return kExitOk;
     }
     if (bench_schedules_cmd->parsed()) {

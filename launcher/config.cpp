@@ -590,6 +590,11 @@ void describe(V& v, TopologyConfig& c) {
 }
 
 template <class V>
+void describe(V& v, PlanConfig& c) {
+  v.value("target_utilization", c.target_utilization, {.min = 0, .max = 1, .min_open = true});
+}
+
+template <class V>
 void describe(V& v, CommConfig& c) {
   v.value("backend", c.backend);
   v.value("timeout", c.timeout, {.min = 0, .min_open = true});
@@ -707,6 +712,7 @@ void describe(V& v, Config& c) {
   v.section("topology", c.topology);
   v.section("comm", c.comm);
   v.section("sync", c.sync);
+  v.section("plan", c.plan);
 }
 
 template <class S>
@@ -871,6 +877,17 @@ void resolveAndCheck(Config& c) {
   const bool outer_syncs = outer.method != OuterMethod::None;
   if (outer_syncs) requireTier("sync.outer.tier", outer.tier);
   const int outer_index = outer_syncs ? tierIndex(c, outer.tier) : static_cast<int>(names.size());
+  // Inside a replica the inner method exchanges every step: never over a WAN link (Holmes:
+  // keep each parallel group on one kind of fast NIC; slow links are for the outer method).
+  if (outer_syncs && outer_index > 0)
+    for (int i = 0; i < outer_index && i < static_cast<int>(c.topology.tiers.size()); ++i)
+      if (c.topology.tiers[i].nic == NicClass::Wan)
+        check.fail("sync.outer.tier",
+                   "replicas span tier '" + names[i] + "' (nic wan), but inner " +
+                       enumName(c.sync.inner.method) +
+                       " exchanges every step inside a replica; set sync.outer.tier: " + names[i] +
+                       " (or a tier below it) so the WAN carries only the outer "
+                       "method");
   if (c.sync.inner.method != InnerMethod::Ddp) {
     const ShardPlacement& s = c.sync.inner.shard;
     for (auto [key, value] : {std::pair<const char*, const std::string*>{"optimizer", &s.optimizer},

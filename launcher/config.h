@@ -200,6 +200,10 @@ struct OuterSyncConfig {
   int64_t resolvedFragments(const ModelConfig& model) const;
 };
 
+struct PlanConfig {
+  double target_utilization = 0.9;  // `lowband plan --auto` aims for this compute utilisation
+};
+
 struct SyncConfig {
   InnerSyncConfig inner;
   OuterSyncConfig outer;
@@ -214,6 +218,7 @@ struct Config {
   TopologyConfig topology;
   CommConfig comm;
   SyncConfig sync;
+  PlanConfig plan;
 
   // Where each key came from: "file:line:col" or "file (--set key=value)", by key path.
   std::string source;

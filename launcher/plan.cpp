@@ -130,9 +130,13 @@ Plan makePlan(const Config& c, const PlanOptions& o) {
                  static_cast<int64_t>(optimizer.state().nbytes()), strategy->outerStateBytes(),
                  model->activationBytes()};
 
-  // Bytes per tier over the run, as the counters will show them.
+  // Bytes per tier over the run, as the counters will show them; the step time uses the
+  // steady state (a long run: no end-of-run flush, no evaluations) so a short run's final
+  // flush does not read as a per-exchange cost.
   const comm::TierBytes traffic = plannedRunTraffic(c, *strategy, !c.data.val.empty(), false);
   const auto steps = static_cast<double>(c.run.steps);
+  const int64_t horizon = std::max<int64_t>(c.run.steps, 1000 * c.sync.outer.H);
+  const comm::TierBytes steady = strategy->plannedTraffic(horizon);
   const OuterMethod method = c.sync.outer.method;
   const bool outer_exchanges = method != OuterMethod::Ddp && method != OuterMethod::None;
   const double fragments = method == OuterMethod::StreamingDiloco
@@ -151,17 +155,18 @@ Plan makePlan(const Config& c, const PlanOptions& o) {
                 0,
                 0};
     tp.bytes_per_step = traffic.count(t.name) ? traffic.at(t.name) / steps : 0;
-    const double wire_s = t.bandwidth > 0 ? tp.bytes_per_step / t.bandwidth : 0;
+    const double steady_bytes =
+        steady.count(t.name) ? steady.at(t.name) / static_cast<double>(horizon) : 0;
+    const double wire_s = t.bandwidth > 0 ? steady_bytes / t.bandwidth : 0;
     if (tp.inner) {
       // Gradient exchanges: one per bucket (at least one a step when the tier carries any).
       const double exchanges =
-          tp.bytes_per_step > 0
-              ? std::max(1.0,
-                         std::ceil(tp.bytes_per_step / static_cast<double>(c.comm.bucket.bytes)))
+          steady_bytes > 0
+              ? std::max(1.0, std::ceil(steady_bytes / static_cast<double>(c.comm.bucket.bytes)))
               : 0;
       tp.seconds_per_step = wire_s + exchanges * t.latency;
       plan.inner_s += tp.seconds_per_step;
-    } else if (tp.bytes_per_step > 0) {
+    } else if (steady_bytes > 0) {
       tp.seconds_per_step = wire_s + exchanges_per_step * t.latency;
       exchange_s += wire_s / exchanges_per_step + t.latency;
     }
@@ -260,6 +265,59 @@ std::string planJson(const Plan& p) {
       static_cast<long long>(m.activations), p.compute_s, p.compute_measured ? "true" : "false",
       p.inner_s, p.outer_s, p.predicted_step_s, p.predicted_utilization));
   return out;
+}
+
+}  // namespace lowband::launcher
+
+namespace lowband::launcher {
+
+AutoPlan autoPlan(const Config& base, const PlanOptions& options) {
+  struct Candidate {
+    OuterMethod method;
+    int64_t H;
+    CodecKind codec;
+  };
+  std::vector<Candidate> candidates = {{OuterMethod::Ddp, base.sync.outer.H, CodecKind::None}};
+  for (CodecKind codec : {CodecKind::None, CodecKind::Int8, CodecKind::Fp4})
+    for (int64_t H : {10, 20, 50, 100, 200, 500})
+      for (OuterMethod m : {OuterMethod::Diloco, OuterMethod::StreamingDiloco})
+        candidates.push_back({m, H, codec});
+  AutoPlan best;
+  PlanOptions o = options;
+  bool have = false;
+  for (const Candidate& cand : candidates) {
+    Config c = base;
+    OuterSyncConfig& outer = c.sync.outer;
+    outer.method = cand.method;
+    outer.H = cand.H;
+    outer.codec = cand.codec;
+    outer.fragments = FragmentCount{};
+    outer.overlap = cand.method == OuterMethod::StreamingDiloco ? 1 : 0;
+    outer.overlap_per_replica.clear();
+    Config resolved;
+    try {  // through YAML, so the candidate gets every cross-field check a user's config gets
+      resolved =
+          parseConfig(toYaml(c), base.source + " (auto candidate)",
+                      {.world = o.world > 0 ? std::optional<int64_t>(o.world) : std::nullopt});
+    } catch (const ConfigError&) {
+      continue;  // e.g. more fragments than H allows
+    }
+    Plan plan = makePlan(resolved, o);
+    plan.compute_measured = options.step_time <= 0;  // measured for the first candidate
+    ++best.candidates;
+    if (o.step_time <= 0) o.step_time = plan.compute_s;  // measured once, reused
+    const bool meets = plan.predicted_utilization >= base.plan.target_utilization;
+    if (!have || (meets && !best.meets_target) ||
+        (!best.meets_target && plan.predicted_utilization > best.plan.predicted_utilization)) {
+      best.config = resolved;
+      best.plan = plan;
+      best.meets_target = meets;
+      have = true;
+    }
+    if (meets) break;
+  }
+  if (!have) throw ConfigError(base.source + ": no candidate of `lowband plan --auto` is valid");
+  return best;
 }
 
 }  // namespace lowband::launcher

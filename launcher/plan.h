@@ -57,6 +57,20 @@ struct Plan {
 
 // ConfigError for a config it cannot plan (as training would refuse it).
 Plan makePlan(const Config& config, const PlanOptions& options);
+
+// `lowband plan --auto`: the outer method, H, fragments, overlap and codec for the tier across
+// replicas that reach plan.target_utilization with the least expected quality loss. Candidates,
+// in that order: outer ddp; then for codec none, int8, fp4 (less compression first), for H
+// 10, 20, 50, 100, 200, 500 (smaller first): diloco, then streaming_diloco (fragments auto,
+// overlap 1). The first that reaches the target wins; if none does, the one with the highest
+// utilisation. The replica layout (tiers, outer tier) and the inner method stay as configured.
+struct AutoPlan {
+  Config config;  // the chosen config (resolved)
+  Plan plan;
+  bool meets_target = false;
+  int candidates = 0;  // planned
+};
+AutoPlan autoPlan(const Config& config, const PlanOptions& options);
 std::string planText(const Plan& plan);
 std::string planJson(const Plan& plan);  // one line
 

@@ -80,6 +80,12 @@ YAML
     outer_state activations predicted_step_s predicted_utilization; do
     grep -q "\"$key\":" "$tmp/plan" || fail "plan --json lacks $key: $(cat "$tmp/plan")"
   done
+  # --auto writes a chosen config that validates, and never over an existing file.
+  "$lowband" plan "$tmp/multi.yaml" --world 4 --step-time 0.01 --auto --out "$tmp/auto.yaml" >"$tmp/out" 2>&1 &&
+    grep -q '^auto ' "$tmp/out" && "$lowband" validate --world 4 "$tmp/auto.yaml" >/dev/null 2>&1 ||
+    fail "plan --auto: $(cat "$tmp/out")"
+  "$lowband" plan "$tmp/multi.yaml" --world 4 --auto --out "$tmp/auto.yaml" >"$tmp/out" 2>&1
+  [ $? -eq 1 ] && grep -q 'already exists' "$tmp/out" || fail "plan --auto over an existing file: $(cat "$tmp/out")"
   "$lowband" plan "$tmp/multi.yaml" --world 3 >"$tmp/out" 2>&1
   [ $? -eq 1 ] && grep -q 'do not divide the world of 3 ranks' "$tmp/out" || fail "plan --world 3: $(cat "$tmp/out")"
 fi
