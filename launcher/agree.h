@@ -9,6 +9,14 @@
 
 namespace lowband::launcher {
 
+// True once agreeOn has thrown: every rank knows of the failure and none waits in a collective,
+// so the job can end normally (every rank returns its status) instead of being aborted, which
+// lets each rank's error message reach the launcher's output.
+inline bool& failureAgreed() {
+  static bool agreed = false;
+  return agreed;
+}
+
 // Runs `step` on every rank, then every rank learns whether it failed anywhere: the failing
 // rank rethrows its own error, the others a ConfigError saying so, so none is left waiting in
 // a collective (the CLI prints rank 0's message; a failing rank's runtime error is printed by
@@ -23,6 +31,7 @@ void agreeOn(comm::Communicator& world, F&& step) {
   }
   float failed = error ? 1.0f : 0.0f;
   world.allReduce(&failed, 1);
+  if (failed > 0) failureAgreed() = true;
   if (error) std::rethrow_exception(error);
   if (failed > 0)
     throw ConfigError("failed on " + std::to_string(static_cast<int>(failed)) +

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "comm/mpi_runtime.h"
+#include "launcher/agree.h"
 #include "launcher/bench.h"
 #include "launcher/bench_comm.h"
 #include "launcher/bench_schedules.h"
@@ -335,8 +336,8 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
     err << (context.world > 1 ? "[rank " + std::to_string(context.rank) + "] " : "")
         << "error: " << e.what() << "\n";
     // The other ranks may be waiting in a collective for this one: end the whole job now
-    // rather than leave them to the watchdog.
-    if (context.world > 1) {
+    // rather than leave them to the watchdog (unless they all know already).
+    if (context.world > 1 && !failureAgreed()) {
       err << std::flush;
       comm::MpiRuntime::instance().abort(kExitRuntime);
     }

@@ -583,9 +583,16 @@ void describe(V& v, TierConfig& c) {
 }
 
 template <class V>
+void describe(V& v, HostRule& c) {
+  v.value("match", c.match, {.required = true});
+  v.value("nic", c.nic, {.required = true});
+}
+
+template <class V>
 void describe(V& v, TopologyConfig& c) {
   v.value("emulate", c.emulate);
   v.value("ranks_per_host", c.ranks_per_host, {.min = 0});
+  v.sections("hosts", c.hosts);
   v.sections("tiers", c.tiers);
 }
 

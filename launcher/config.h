@@ -141,9 +141,16 @@ struct TierConfig {
   NicClass nic = NicClass::Ethernet;
 };
 
+// A NIC-island rule: hosts whose name matches the glob `match` have NICs of class `nic`.
+struct HostRule {
+  std::string match;
+  NicClass nic = NicClass::Ethernet;
+};
+
 struct TopologyConfig {
   bool emulate = false;
   int64_t ranks_per_host = 0;     // 0: discover from the MPI library
+  std::vector<HostRule> hosts;    // NIC islands; empty: one island
   std::vector<TierConfig> tiers;  // innermost first; default: one tier `world`
 };
 

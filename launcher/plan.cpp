@@ -106,6 +106,14 @@ Plan makePlan(const Config& c, const PlanOptions& o) {
   nn::Optimizer optimizer(params, optimizerSettings(c), shard_begin, shard_end);
 
   plan.hosts = topology->hosts();
+  if (!c.topology.hosts.empty()) {
+    // The planned world's hosts: blocks of ranks_per_host ranks (else of the innermost tier).
+    const int64_t per_host =
+        c.topology.ranks_per_host > 0 ? c.topology.ranks_per_host : topology->tierSize(0);
+    std::vector<std::string> names;
+    for (int64_t r = 0; r < plan.world; ++r) names.push_back("host" + std::to_string(r / per_host));
+    plan.islands = describeIslands(islandsFor(c, names));
+  }
   plan.replicas = groups.replicas();
   plan.replica_ranks = groups.replica().size();
   plan.inner = enumName(c.sync.inner.method);
@@ -196,6 +204,7 @@ std::string planText(const Plan& p) {
   row("world", std::to_string(p.world) + " rank(s) on " + std::to_string(p.hosts) + " host(s); " +
                    std::to_string(p.replicas) + " replica(s) of " +
                    std::to_string(p.replica_ranks) + " rank(s)");
+  if (!p.islands.empty()) row("islands", p.islands + " (renumbered island by island)");
   std::string tiers;
   for (const TierPlan& t : p.tiers) {
     if (!tiers.empty()) tiers += " | ";

@@ -47,6 +47,7 @@ struct Plan {
   int replicas = 0, replica_ranks = 0;
   std::string inner, outer, sharding;
   std::string model;
+  std::string islands;  // NIC islands (topology.hosts), "" without
   std::vector<TierPlan> tiers;
   PlanMemory memory;  // of rank 0
   double compute_s = 0;

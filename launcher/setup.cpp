@@ -1,5 +1,11 @@
 #include "launcher/setup.h"
 
+#include <fnmatch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
 #include "nn/gpt.h"
 #include "nn/mlp.h"
 
@@ -127,6 +133,74 @@ std::vector<comm::TierSpec> tierSpecs(const Config& c) {
   for (const TierConfig& t : c.topology.tiers)
     tiers.push_back({t.name, t.size.ranks, t.bandwidth.bytes_per_s, t.latency.seconds});
   return tiers;
+}
+
+std::vector<std::string> hostNames(const Config& c, comm::Communicator& world) {
+  constexpr int kBytes = 64;
+  std::vector<uint8_t> own(kBytes, 0), all(static_cast<std::size_t>(kBytes) * world.size());
+  const std::string name = c.topology.ranks_per_host > 0
+                               ? "host" + std::to_string(world.rank() / c.topology.ranks_per_host)
+                               : [] {
+                                   char buf[kBytes] = {};
+                                   gethostname(buf, sizeof buf - 1);
+                                   return std::string(buf);
+                                 }();
+  std::memcpy(own.data(), name.data(), std::min<std::size_t>(name.size(), kBytes - 1));
+  world.allGatherBytesAsync(own.data(), all.data(), kBytes)->wait();
+  std::vector<std::string> hosts;
+  for (int r = 0; r < world.size(); ++r)
+    hosts.emplace_back(
+        reinterpret_cast<const char*>(all.data() + static_cast<std::size_t>(kBytes) * r));
+  return hosts;
+}
+
+comm::Islands islandsFor(const Config& c, const std::vector<std::string>& host_of_rank) {
+  std::vector<std::string> classes;
+  for (const std::string& host : host_of_rank) {
+    const HostRule* rule = nullptr;
+    for (const HostRule& h : c.topology.hosts)
+      if (fnmatch(h.match.c_str(), host.c_str(), 0) == 0) {
+        rule = &h;
+        break;
+      }
+    if (!rule)
+      throw ConfigError(keyMessage(
+          c, "topology.hosts",
+          "no rule matches host '" + host + "' (add a last rule {match: \"*\", nic: ...})"));
+    classes.emplace_back(enumName(rule->nic));
+  }
+  comm::Islands islands = comm::islandsOf(classes, host_of_rank);
+  // Ranks per replica: the tiers below the outer one.
+  int64_t replica = 1;
+  for (const TierConfig& t : c.topology.tiers) {
+    if (t.name == c.sync.outer.tier) break;
+    replica *= t.size.ranks;
+  }
+  for (std::size_t i = 0; i < islands.classes.size(); ++i)
+    if (islands.ranks[i] % replica != 0)
+      throw ConfigError(keyMessage(
+          c, "topology.hosts",
+          "the " + islands.classes[i] + " island has " + std::to_string(islands.ranks[i]) +
+              " rank(s), not a multiple of the replica size " + std::to_string(replica) +
+              ": a replica would span two islands (change the tiers below '" + c.sync.outer.tier +
+              "' or the islands)"));
+  return islands;
+}
+
+std::string describeIslands(const comm::Islands& islands) {
+  std::string text;
+  for (std::size_t i = 0; i < islands.classes.size(); ++i) {
+    if (!text.empty()) text += " | ";
+    text += islands.classes[i] + ": ranks ";
+    bool first = true;
+    for (std::size_t r = 0; r < islands.island_of_rank.size(); ++r) {
+      if (islands.island_of_rank[r] != static_cast<int>(i)) continue;
+      if (!first) text += ",";
+      text += std::to_string(r);
+      first = false;
+    }
+  }
+  return text;
 }
 
 comm::TierBytes plannedRunTraffic(const Config& c, const schedules::Strategy& strategy,

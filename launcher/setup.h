@@ -4,8 +4,10 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "comm/islands.h"
 #include "comm/topology.h"
 #include "launcher/config.h"
 #include "nn/model.h"
@@ -19,6 +21,17 @@ nn::OptimizerSettings optimizerSettings(const Config& c);
 // The schedules' settings for a rank of replica `replica` (per-replica overlap).
 schedules::SyncSettings syncSettings(const Config& c, int replica);
 std::vector<comm::TierSpec> tierSpecs(const Config& c);
+// Each rank's host name as the topology.hosts rules see it: host<N> for blocks of
+// topology.ranks_per_host ranks when that is set (one machine standing in for several), else
+// the machine's own name. Collective over `world`.
+std::vector<std::string> hostNames(const Config& c, comm::Communicator& world);
+// NIC islands by the topology.hosts rules (the first rule whose glob matches a host name gives
+// its class). ConfigError naming the host no rule matches, or an island whose rank count is not
+// a multiple of the replica size (a replica would span two islands).
+comm::Islands islandsFor(const Config& c, const std::vector<std::string>& host_of_rank);
+// "infiniband: ranks 0,2 | ethernet: ranks 1,3" (original ranks).
+std::string describeIslands(const comm::Islands& islands);
+
 // ConfigError (by key) for values this version accepts but cannot run yet.
 void checkSupported(const Config& c);
 // Bytes per tier one rank will send over the whole run: training (the strategy's plan) plus

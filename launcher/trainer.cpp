@@ -357,9 +357,20 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   const auto start = Clock::now();
   checkSupported(c);
   comm::MpiRuntime::instance();  // main() has started MPI; tests and benches may not have
-  comm::MpiCommunicator world(
+  comm::MpiCommunicator mpi_world(
       MPI_COMM_WORLD, "world",
       std::chrono::milliseconds(static_cast<int64_t>(c.comm.timeout.seconds * 1e3)));
+  // NIC islands: the world renumbered island by island so replicas stay inside one.
+  std::unique_ptr<comm::MpiCommunicator> renumbered;
+  std::string islands_text;
+  if (!c.topology.hosts.empty()) {
+    const std::vector<std::string> hosts = hostNames(c, mpi_world);
+    comm::Islands islands;
+    agreeOn(mpi_world, [&] { islands = islandsFor(c, hosts); });  // the same on every rank
+    islands_text = describeIslands(islands);
+    renumbered = mpi_world.split(0, islands.position[mpi_world.rank()], "world");
+  }
+  comm::MpiCommunicator& world = renumbered ? *renumbered : mpi_world;
   const int rank = world.rank(), ranks = world.size();
   NullBuffer null_buffer;
   std::ostream null_stream(&null_buffer);
@@ -409,6 +420,8 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
                 << static_cast<int>(peak) << " GFLOP/s\n";
   row("world") << ranks << " rank(s) on " << topology.hosts() << " host(s): " << rankTable(world)
                << "\n";
+  if (!islands_text.empty())
+    row("islands") << islands_text << " (MPI ranks; renumbered island by island)\n";
   row("tiers");
   for (int i = 0; i < topology.levels(); ++i)
     out << (i ? " | " : "") << topology.tier(i).name << " x" << topology.tierSize(i) << " ("
@@ -449,6 +462,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   TrainResult result;
   result.gemm_peak_gflops = peak;
   result.optimizer_state_bytes = static_cast<int64_t>(optimizer.state().nbytes());
+  result.replica = groups.replicaIndex();
   result.outer_state_bytes = strategy->outerStateBytes();
   if (options.dry_run) return result;
 

@@ -38,6 +38,7 @@ struct TrainResult {
   double train_s = 0;                        // the training steps alone (no set-up, no evaluation)
   std::map<std::string, double> tier_bytes;  // bytes rank 0 sent per tier
   std::map<std::string, double> planned_tier_bytes;  // the strategy's plan of the same
+  int replica = 0;                                   // this rank's replica
   int64_t optimizer_state_bytes = 0;  // this rank's inner optimizer state (1/k under ZeRO)
   int64_t outer_state_bytes = 0;      // this rank's outer state (1/k of a replica's)
   double comm_blocked_s = 0;          // rank 0 waiting for exchanges

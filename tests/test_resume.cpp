@@ -273,6 +273,48 @@ TEST(Resume, RefusesCheckpointsOfAnotherLayoutOrDamagedOnes) {
   }
 }
 
+// Two NIC islands of 2 ranks (hosts 0 and 2 on InfiniBand, 1 and 3 on Ethernet): replicas of 2
+// ranks form inside each island, and only the outer method crosses between them; islands that
+// would split a replica are refused.
+TEST(Islands, ReplicasFormInsideNicIslands) {
+  if (!test::mpiAvailable() || worldSize() != 4) GTEST_SKIP() << "run under mpiexec -n 4";
+  std::string text =
+      configText("{outer: {method: diloco, H: 4}}", (shared().path() / "islands").string());
+  const std::string hosts =
+      "  ranks_per_host: 1\n  hosts: [{match: \"host[02]\", nic: infiniband}, "
+      "{match: \"*\", nic: ethernet}]\n";
+  text.insert(text.find("  tiers:"), hosts);
+  Config c = parseConfig(text, "islands.yaml", {.world = 4});
+  c.run.steps = 4;
+  std::ostringstream out;
+  TrainOptions o;
+  o.overwrite = true;
+  const TrainResult r = train(c, o, out);
+  std::vector<int> replica_of(4);
+  MPI_Allgather(&r.replica, 1, MPI_INT, replica_of.data(), 1, MPI_INT, MPI_COMM_WORLD);
+  EXPECT_EQ(replica_of[0], replica_of[2]);
+  EXPECT_EQ(replica_of[1], replica_of[3]);
+  EXPECT_NE(replica_of[0], replica_of[1]);
+  if (worldRank() == 0) {
+    EXPECT_NE(out.str().find("islands    infiniband: ranks 0,2 | ethernet: ranks 1,3"),
+              std::string::npos)
+        << out.str();
+  }
+  // One InfiniBand host and three Ethernet ones cannot hold replicas of 2.
+  std::string bad = text;
+  bad.replace(bad.find("host[02]"), 8, "host0");
+  Config b = parseConfig(bad, "islands.yaml", {.world = 4});
+  try {
+    train(b, o, out);
+    ADD_FAILURE() << "an island of 1 rank with replicas of 2 was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("island has 1 rank(s), not a multiple of the replica "
+                                         "size 2"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Resume, KeepLastRemovesOlderCheckpoints) {
   if (!test::mpiAvailable() || worldSize() != 4) GTEST_SKIP() << "run under mpiexec -n 4";
   const fs::path a = shared().path() / "keep";
