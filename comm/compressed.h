@@ -59,4 +59,45 @@ class CompressedAllReduce {
   SerialWorker worker_;  // last: stops before the members its tasks use
 };
 
+// One tier whose all-reduces are encoded (a per-tier gradient codec, as ZeRO++'s qgZ keeps int8
+// gradients to the slow tier): all-reduce goes through a CompressedAllReduce over `inner`,
+// every other op straight to `inner`. No error feedback (calls of different sizes share it).
+class CodecCommunicator : public Communicator {
+ public:
+  CodecCommunicator(Communicator& inner, runtime::CodecSpec spec)
+      : inner_(inner), codec_(inner, spec) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  std::string name() const override { return inner_.name(); }
+  std::shared_ptr<Work> allReduceAsync(float* data, int64_t n, ReduceOp op) override {
+    return codec_.allReduceAsync(data, n, op);
+  }
+  std::shared_ptr<Work> reduceScatterAsync(const float* in, float* out, int64_t n,
+                                           ReduceOp op) override {
+    return inner_.reduceScatterAsync(in, out, n, op);
+  }
+  std::shared_ptr<Work> allGatherAsync(const float* in, float* out, int64_t n) override {
+    return inner_.allGatherAsync(in, out, n);
+  }
+  std::shared_ptr<Work> broadcastAsync(float* data, int64_t n, int root) override {
+    return inner_.broadcastAsync(data, n, root);
+  }
+  std::shared_ptr<Work> barrierAsync() override { return inner_.barrierAsync(); }
+  std::shared_ptr<Work> allToAllBytesAsync(const uint8_t* in, uint8_t* out,
+                                           int64_t bytes) override {
+    return inner_.allToAllBytesAsync(in, out, bytes);
+  }
+  std::shared_ptr<Work> allGatherBytesAsync(const uint8_t* in, uint8_t* out,
+                                            int64_t bytes) override {
+    return inner_.allGatherBytesAsync(in, out, bytes);
+  }
+  TierBytes wireBytes(Collective op, int64_t n) const override {
+    return op == Collective::AllReduce ? codec_.wireBytes(n) : inner_.wireBytes(op, n);
+  }
+
+ private:
+  Communicator& inner_;
+  CompressedAllReduce codec_;
+};
+
 }  // namespace lowband::comm

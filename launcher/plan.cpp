@@ -94,7 +94,7 @@ Plan makePlan(const Config& c, const PlanOptions& o) {
       plan.world, 0, tierSpecs(c), static_cast<int>(c.topology.ranks_per_host));
   comm::PlannedCommunicator world(0, static_cast<int>(plan.world), "world");
   const int outer_tier = std::max(0, topology->tierIndex(c.sync.outer.tier));
-  schedules::ReplicaGroups groups(*topology, world, outer_tier);
+  schedules::ReplicaGroups groups(*topology, world, outer_tier, innerCodecs(c));
   const runtime::DeviceSelection device = runtime::selectDevice(c.device);
   runtime::Stream stream(device.device);
   std::unique_ptr<nn::Model> model = buildModel(c, device.device);

@@ -47,10 +47,27 @@ void checkSupported(const Config& c) {
                                    "zero1/zero2 keep whole parameters on every rank; a secondary "
                                    "parameter partition (ZeRO++ hpZ) is not built yet"));
   }
-  if (!c.sync.inner.codec.empty())
-    throw ConfigError(keyMessage(c, "sync.inner.codec",
-                                 "per-tier gradient codecs are not built yet; remove the key "
-                                 "(gradients are exchanged in f32)"));
+  // Gradient codecs: on the tier the hierarchical all-reduce all-reduces on (the outermost one
+  // the gradients cross), without error feedback, for the all-reducing inner methods.
+  const bool world_grads = c.sync.outer.method == OuterMethod::Ddp;
+  const std::string top = world_grads ? c.topology.tiers.back().name : replicaTopTier(c);
+  for (const auto& [tier, codec] : c.sync.inner.codec) {
+    const std::string key = "sync.inner.codec." + tier;
+    if (c.sync.inner.method == InnerMethod::Zero2)
+      throw ConfigError(keyMessage(c, key,
+                                   "zero2 reduce-scatters its gradients, and a codec for that is "
+                                   "not built yet; use ddp or zero1, or remove the key"));
+    if (tier != top)
+      throw ConfigError(
+          keyMessage(c, key,
+                     "gradients are " +
+                         std::string(top.empty() ? "not exchanged inside one-rank replicas"
+                                                 : "all-reduced on tier '" + top + "'") +
+                         "; codecs on other tiers are not built yet"));
+  }
+  if (c.sync.inner.error_feedback && !c.sync.inner.codec.empty())
+    throw ConfigError(keyMessage(c, "sync.inner.error_feedback",
+                                 "error feedback for gradient codecs is not built yet"));
   if (c.comm.backend == CommBackend::Nccl)
     throw ConfigError(
         keyMessage(c, "comm.backend", "nccl is not wired into training yet; use auto or mpi"));
@@ -201,6 +218,16 @@ std::string describeIslands(const comm::Islands& islands) {
     }
   }
   return text;
+}
+
+std::map<int, runtime::CodecSpec> innerCodecs(const Config& c) {
+  std::map<int, runtime::CodecSpec> out;
+  for (const auto& [tier, codec] : c.sync.inner.codec)
+    for (std::size_t i = 0; i < c.topology.tiers.size(); ++i)
+      if (c.topology.tiers[i].name == tier)
+        out[static_cast<int>(i)] = {static_cast<runtime::Codec>(static_cast<int>(codec)),
+                                    c.sync.outer.codec_block, c.sync.outer.topk_ratio};
+  return out;
 }
 
 comm::TierBytes plannedRunTraffic(const Config& c, const schedules::Strategy& strategy,

@@ -3,6 +3,7 @@
 // settings that cannot run yet, and the traffic a run will count.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,9 @@ std::vector<std::string> hostNames(const Config& c, comm::Communicator& world);
 comm::Islands islandsFor(const Config& c, const std::vector<std::string>& host_of_rank);
 // "infiniband: ranks 0,2 | ethernet: ranks 1,3" (original ranks).
 std::string describeIslands(const comm::Islands& islands);
+
+// The gradient codecs of sync.inner.codec by tier index (block size as the outer codec's).
+std::map<int, runtime::CodecSpec> innerCodecs(const Config& c);
 
 // ConfigError (by key) for values this version accepts but cannot run yet.
 void checkSupported(const Config& c);

@@ -396,7 +396,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   comm::Topology topology(world, tierSpecs(c), static_cast<int>(c.topology.ranks_per_host),
                           c.topology.emulate);
   const int outer_tier = std::max(0, topology.tierIndex(c.sync.outer.tier));
-  schedules::ReplicaGroups groups(topology, world, outer_tier);
+  schedules::ReplicaGroups groups(topology, world, outer_tier, innerCodecs(c));
   std::unique_ptr<schedules::Strategy> strategy =
       schedules::makeStrategy(syncSettings(c, groups.replicaIndex()), params, groups);
   model->setGradsReadyHook([&](int group) { strategy->onGradsReady(group); });

@@ -1,5 +1,6 @@
 #include "schedules/strategy.h"
 
+#include "comm/compressed.h"
 #include "comm/hierarchical.h"
 #include "schedules/co2.h"
 #include "schedules/diloco.h"
@@ -7,11 +8,25 @@
 
 namespace lowband::schedules {
 
-ReplicaGroups::ReplicaGroups(comm::Topology& topology, comm::Communicator& world, int outer_tier) {
+ReplicaGroups::ReplicaGroups(comm::Topology& topology, comm::Communicator& world, int outer_tier,
+                             const std::map<int, runtime::CodecSpec>& codecs) {
   const int L = topology.levels(), t = outer_tier;
   if (t < 0 || t >= L)
     LB_THROW(ScheduleError, "outer tier index " + std::to_string(t) + " outside the " +
                                 std::to_string(L) + " tiers");
+  for (const auto& [tier, spec] : codecs)
+    if (tier != t - 1 && tier != L - 1)
+      LB_THROW(ScheduleError, "a gradient codec on tier '" + topology.tier(tier).name +
+                                  "': codecs apply to the outermost tier of a replica or of "
+                                  "the world only");
+  // Level i as the gradient all-reduce sees it (encoded when it has a codec and is the
+  // outermost level of the group).
+  auto levelOf = [&](int i, int end) -> comm::Communicator* {
+    auto codec = codecs.find(i);
+    if (codec == codecs.end() || i != end - 1) return &topology.level(i);
+    owned_.push_back(std::make_unique<comm::CodecCommunicator>(topology.level(i), codec->second));
+    return owned_.back().get();
+  };
   // Levels [begin, end) as one communicator: none -> local, one -> that tier's (counted,
   // emulated) link, more -> hierarchical over them with `flat` for the rest.
   auto over = [&](int begin, int end, comm::Communicator* flat,
@@ -19,10 +34,11 @@ ReplicaGroups::ReplicaGroups(comm::Topology& topology, comm::Communicator& world
     if (begin == end) {
       owned_.push_back(std::make_unique<comm::LocalCommunicator>());
     } else if (end - begin == 1) {
-      return &topology.level(begin);
+      return begin == t ? &topology.level(begin) : levelOf(begin, end);
     } else {
       std::vector<comm::Communicator*> levels;
-      for (int i = begin; i < end; ++i) levels.push_back(&topology.level(i));
+      for (int i = begin; i < end; ++i)
+        levels.push_back(begin == t ? &topology.level(i) : levelOf(i, end));
       owned_.push_back(std::make_unique<comm::HierarchicalCommunicator>(levels, flat, name));
     }
     return owned_.back().get();

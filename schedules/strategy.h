@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -86,8 +87,12 @@ struct SyncStats {
 class ReplicaGroups {
  public:
   // `outer_tier` indexes topology tiers; a replica is the group of ranks below it (one rank
-  // when it is tier 0). `world` spans the topology's ranks in rank order. Collective.
-  ReplicaGroups(comm::Topology& topology, comm::Communicator& world, int outer_tier);
+  // when it is tier 0). `world` spans the topology's ranks in rank order. `codecs`: tiers
+  // (by index) whose gradient all-reduces are encoded; each must be the outermost tier of the
+  // replica or of the world (the only level the hierarchical all-reduce all-reduces on).
+  // Collective.
+  ReplicaGroups(comm::Topology& topology, comm::Communicator& world, int outer_tier,
+                const std::map<int, runtime::CodecSpec>& codecs = {});
   comm::Communicator& replica() { return *replica_; }  // ranks of this replica
   comm::Communicator& across() { return *across_; }    // same position in every replica
   comm::Communicator& world() { return *world_; }      // every rank (outer ddp)

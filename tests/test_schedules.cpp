@@ -69,10 +69,11 @@ class Replica {
           const nn::OptimizerSettings& opt, int64_t layers = 4)
       : Replica(world, {{"node", replica_ranks}, {"wan", 0}}, 1, s, opt, layers) {}
   Replica(comm::MpiCommunicator& world, const std::vector<comm::TierSpec>& tiers, int outer_tier,
-          const SyncSettings& s, const nn::OptimizerSettings& opt, int64_t layers = 4)
+          const SyncSettings& s, const nn::OptimizerSettings& opt, int64_t layers = 4,
+          const std::map<int, runtime::CodecSpec>& codecs = {})
       : rank_(world.rank()),
         topology_(world, tiers),
-        groups_(topology_, world, outer_tier),
+        groups_(topology_, world, outer_tier, codecs),
         model_(tinyShape(layers), runtime::Device::cpu()) {
     model_.params().initialize(7, stream_);
     strategy_ = makeStrategy(s, model_.params(), groups_);
@@ -586,6 +587,41 @@ TEST_F(Schedules, HierarchicalZero2KeepsTheSlowTierToOneKth) {
   EXPECT_GT(layered_bytes, 0);
   EXPECT_LE(layered_bytes, flat_bytes / 2) << layered_bytes << " vs flat " << flat_bytes;
   expectClose(layered.params(), flat.params(), 2e-5f, "layered vs flat zero2");
+}
+
+// An int8 gradient codec on the replica's outermost tier (ZeRO++ qgZ's idea: quantise only on
+// the slow link): parameters stay within the codec's error of f32 ddp (not equal to them), the
+// tier carries under a third of the f32 bytes, and the counters match the plan.
+TEST_F(Schedules, GradientCodecOnTheSlowTierOfTheReplica) {
+  const int n = world->size();
+  // n = 2: a replica of one tier of 2; n = 4: a replica of node 2 x rack 2 (the codec on rack).
+  const std::vector<comm::TierSpec> tiers =
+      n == 4 ? std::vector<comm::TierSpec>{{"node", 2}, {"rack", 2}, {"wan", 0}}
+             : std::vector<comm::TierSpec>{{"rack", 2}, {"wan", 0}};
+  const int outer = n == 4 ? 2 : 1, slow = outer - 1;
+  SyncSettings s = settingsOf(OuterMethod::LocalSgd, 1000);  // replicas of the whole world
+  Replica f32(*world, tiers, outer, s, plainSgd(), 3);
+  Replica int8(*world, tiers, outer, s, plainSgd(), 3, {{slow, {runtime::Codec::Int8, 64, 0}}});
+  for (int64_t i = 0; i < 3; ++i) {
+    f32.step(i);
+    int8.step(i);
+  }
+  // The gradients' bytes (finish() adds an f32 parameter gather inside the replica).
+  const double f32_bytes = f32.tierTraffic().at("rack").bytes_sent;
+  const double int8_bytes = int8.tierTraffic().at("rack").bytes_sent;
+  EXPECT_LT(int8_bytes, f32_bytes / 3) << int8_bytes << " vs f32 " << f32_bytes;
+  f32.strategy().finish();
+  int8.strategy().finish();
+  const std::vector<float> a = f32.params(), b = int8.params();
+  float diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::fabs(a[i] - b[i]));
+  EXPECT_GT(diff, 0.0f) << "int8 gradients should not be lossless";
+  EXPECT_LT(diff, 5e-3f) << "int8 gradients should stay close to f32 ones";
+  const comm::TierBytes planned = int8.strategy().plannedTraffic(3);
+  for (const auto& [tier, t] : int8.tierTraffic()) {
+    const double want = planned.count(tier) ? planned.at(tier) : 0.0;
+    EXPECT_NEAR(t.bytes_sent, want, 1e-9 * std::max(1.0, want)) << "tier " << tier;
+  }
 }
 
 }  // namespace

@@ -183,7 +183,7 @@ TEST(Train, UnbuiltSettingsAreRefusedByKey) {
   const std::string config = dir.write("tiny.yaml", tinyConfig(dir, 2));
   for (const auto& [set, key] : std::vector<std::pair<std::string, std::string>>{
            {"sync.inner.shard.secondary_params=replica", "sync.inner.shard.secondary_params"},
-           {"sync.inner.codec.world=int8", "sync.inner.codec"},
+           {"sync.inner.codec.world=int8", "sync.inner.codec.world"},
            {"comm.backend=nccl", "comm.backend"}}) {
     CliRun r = cli({"train", config, "--dry-run", "--set", "sync.inner.method=zero2", "--set", set,
                     "--set", "device=auto"});
