@@ -72,6 +72,12 @@ YAML
     *) fail "metrics.jsonl last line: $last" ;;
   esac
 
+  # scripts/plot_metrics.py draws the run (when Debian's matplotlib is there).
+  if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+    /usr/bin/python3 "$src/scripts/plot_metrics.py" "$tmp/multi" --labels multi --out "$tmp/m.png" >"$tmp/out" 2>&1 &&
+      [ -s "$tmp/m.png" ] || fail "plot_metrics.py: $(cat "$tmp/out")"
+  fi
+
   # lowband plan of the same config: one JSON object with the documented keys; the world must
   # fit the tiers.
   "$lowband" plan "$tmp/multi.yaml" --world 4 --json >"$tmp/plan" 2>&1 || fail "plan: $(cat "$tmp/plan")"
