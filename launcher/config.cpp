@@ -846,7 +846,7 @@ void resolveAndCheck(Config& c) {
   if (c.run.out_dir.empty()) c.run.out_dir = "runs/" + c.run.name;
   if (c.topology.tiers.empty())
     c.topology.tiers.push_back(
-        {"world", TierSize{}, Bandwidth{10e9 / 8}, Duration{10e-6}, NicClass::Ethernet});
+        {"world", TierSize{}, Bandwidth{10e9 / 8}, parseDuration("10us"), NicClass::Ethernet});
   OuterSyncConfig& outer = c.sync.outer;
   const bool streaming = outer.method == OuterMethod::StreamingDiloco;
   if (streaming && !set("sync.outer.overlap")) outer.overlap = 1;
