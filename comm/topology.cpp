@@ -50,13 +50,16 @@ std::unique_ptr<Topology> Topology::planned(int64_t world_size, int r, std::vect
     t->outer_[i] = std::make_unique<PlannedCommunicator>(
         static_cast<int>(r / t->strides_[i]), static_cast<int>(world_size / t->strides_[i]),
         "outer");
-  const int64_t per_host = ranks_per_host > 0 ? ranks_per_host : t->sizes_[0];
+  t->blockHosts(ranks_per_host > 0 ? ranks_per_host : t->sizes_[0], world_size, r);
+  return t;
+}
+
+void Topology::blockHosts(int64_t per_host, int64_t world_size, int r) {
   if (world_size % per_host != 0)
     LB_THROW(CommError, "ranks_per_host " + std::to_string(per_host) +
                             " does not divide the world of " + std::to_string(world_size));
-  t->host_ = static_cast<int>(r / per_host);
-  t->hosts_ = static_cast<int>(world_size / per_host);
-  return t;
+  host_ = static_cast<int>(r / per_host);
+  hosts_ = static_cast<int>(world_size / per_host);
 }
 
 Topology::Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, int ranks_per_host,
@@ -86,11 +89,7 @@ Topology::Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, in
   // Hosts: consecutive blocks of ranks_per_host ranks when given (one machine standing in for
   // several), else the shared-memory domains MPI reports.
   if (ranks_per_host > 0) {
-    if (world_size % ranks_per_host != 0)
-      LB_THROW(CommError, "ranks_per_host " + std::to_string(ranks_per_host) +
-                              " does not divide the world of " + std::to_string(world_size));
-    host_ = r / ranks_per_host;
-    hosts_ = static_cast<int>(world_size / ranks_per_host);
+    blockHosts(ranks_per_host, world_size, r);
   } else {
     MPI_Comm node = MPI_COMM_NULL;  // ordered by world rank: node rank 0 is the lowest
     LB_MPI_CHECK(

@@ -53,6 +53,7 @@ class Topology {
 
  private:
   Topology(std::vector<TierSpec> tiers, int64_t world_size, int rank);  // sizes and coordinates
+  void blockHosts(int64_t per_host, int64_t world_size, int rank);      // consecutive blocks
   std::vector<int64_t> strides_;
   std::vector<TierSpec> tiers_;
   std::vector<int64_t> sizes_;

@@ -10,6 +10,24 @@
 
 namespace lowband::launcher {
 
+double medianStepSeconds(nn::Model& model, nn::Optimizer& optimizer, const nn::Batch& batch,
+                         const runtime::Stream& s, int64_t warmup, int64_t steps) {
+  std::vector<double> times;
+  for (int64_t step = 0; step < warmup + steps; ++step) {
+    const auto start = std::chrono::steady_clock::now();
+    runtime::fill(s, model.params().grads(), 0.0f);
+    model.forward(s, batch);
+    model.backward(s);
+    optimizer.step(s, step);
+    s.synchronize();
+    if (step >= warmup)
+      times.push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
 bool trainBenchPreset(const std::string& name, TrainBenchOptions& o) {
   if (name == "small") {
     o.shape = {6, 256, 8, 256, 256};
@@ -38,21 +56,8 @@ TrainBenchResult benchTrain(const TrainBenchOptions& o) {
     targets[i] = static_cast<int32_t>(rng() % o.shape.vocab);
   }
   const nn::Batch batch{tokens.data(), nullptr, targets.data(), o.batch, T};
-  std::vector<double> times;
-  for (int step = 0; step < o.steps + 2; ++step) {
-    const auto start = std::chrono::steady_clock::now();
-    runtime::fill(s, gpt.params().grads(), 0.0f);
-    gpt.forward(s, batch);
-    gpt.backward(s);
-    optimizer.step(s, step);
-    s.synchronize();
-    if (step >= 2)
-      times.push_back(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
   TrainBenchResult r;
-  r.step_s = times[times.size() / 2];
+  r.step_s = medianStepSeconds(gpt, optimizer, batch, s, 2, o.steps);
   r.tokens_per_s = static_cast<double>(n) / r.step_s;
   r.gemm_peak_gflops = runtime::measureGemmPeak(s);
   r.mfu = gpt.flopsPerPosition() * r.tokens_per_s / (r.gemm_peak_gflops * 1e9);

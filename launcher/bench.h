@@ -7,6 +7,7 @@
 #include <string>
 
 #include "nn/gpt.h"
+#include "nn/optimizer.h"
 #include "runtime/device.h"
 
 namespace lowband::launcher {
@@ -27,6 +28,11 @@ struct TrainBenchResult {
 };
 
 TrainBenchResult benchTrain(const TrainBenchOptions& options);
+
+// Median seconds of `steps` training steps on `batch` (zeroed gradients, forward, backward,
+// clipped optimizer step), after `warmup` untimed ones.
+double medianStepSeconds(nn::Model& model, nn::Optimizer& optimizer, const nn::Batch& batch,
+                         const runtime::Stream& stream, int64_t warmup, int64_t steps);
 
 // Named shapes: "small" (6x256, 8 heads, T 256, batch 8, vocab 256) and "gpt2" (GPT-2 small:
 // 12x768, 12 heads, T 64, batch 4, vocab 50257). Returns false for an unknown name.

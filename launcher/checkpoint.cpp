@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "launcher/agree.h"
+#include "launcher/units.h"
 
 namespace lowband::launcher {
 
@@ -41,23 +42,6 @@ void fsyncDirectory(const fs::path& dir) {
   Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.fd < 0 || ::fsync(fd.fd) != 0)
     LB_THROW(CheckpointError, "cannot sync directory " + dir.string() + ": " + errnoText());
-}
-
-std::string jsonString(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
 }
 
 // Step of a "step_00000500" directory name, or -1.

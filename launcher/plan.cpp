@@ -3,12 +3,12 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <random>
 
 #include "comm/topology.h"
+#include "launcher/bench.h"
 #include "launcher/setup.h"
 #include "launcher/units.h"
 #include "runtime/device.h"
@@ -18,8 +18,6 @@
 namespace lowband::launcher {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 int64_t worldOf(const Config& c, int64_t requested) {
   if (requested > 0) return requested;
@@ -49,18 +47,7 @@ double measureStep(const Config& c, nn::Model& model, nn::Optimizer& optimizer,
   for (auto& x : images) x = static_cast<float>(rng() % 256) / 255.0f;
   const nn::Batch batch{gpt ? tokens.data() : nullptr, gpt ? nullptr : images.data(),
                         targets.data(), B, T};
-  std::vector<double> times;
-  for (int64_t i = 0; i <= steps; ++i) {
-    const auto t0 = Clock::now();
-    runtime::fill(stream, model.params().grads(), 0.0f);
-    model.forward(stream, batch);
-    model.backward(stream);
-    optimizer.apply(stream, i, optimizer.gradientNorm(stream));
-    stream.synchronize();
-    if (i > 0) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return medianStepSeconds(model, optimizer, batch, stream, 1, steps);
 }
 
 std::string fmtSeconds(double s) {
@@ -72,15 +59,6 @@ std::string fmtSeconds(double s) {
   else
     std::snprintf(buf, sizeof buf, "%.1f us", s * 1e6);
   return buf;
-}
-
-std::string jsonEscape(const std::string& s) {
-  std::string out;
-  for (const char ch : s) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
-  }
-  return out;
 }
 
 }  // namespace
@@ -250,10 +228,10 @@ std::string planJson(const Plan& p) {
   for (const TierPlan& t : p.tiers) {
     char buf[400];
     std::snprintf(buf, sizeof buf,
-                  "%s{\"name\":\"%s\",\"size\":%lld,\"bandwidth_bytes_per_s\":%.6g,"
+                  "%s{\"name\":%s,\"size\":%lld,\"bandwidth_bytes_per_s\":%.6g,"
                   "\"latency_s\":%.6g,\"every_step\":%s,\"bytes_per_step\":%.1f,"
                   "\"seconds_per_step\":%.6g}",
-                  tiers.empty() ? "" : ",", jsonEscape(t.name).c_str(),
+                  tiers.empty() ? "" : ",", jsonString(t.name).c_str(),
                   static_cast<long long>(t.size), t.bandwidth, t.latency,
                   t.inner ? "true" : "false", t.bytes_per_step, t.seconds_per_step);
     tiers += buf;
@@ -262,13 +240,13 @@ std::string planJson(const Plan& p) {
   std::string out(tiers.size() + p.inner.size() + p.outer.size() + 1024, '\0');
   out.resize(std::snprintf(
       out.data(), out.size(),
-      "{\"world\":%lld,\"hosts\":%d,\"replicas\":%d,\"replica_ranks\":%d,\"inner\":\"%s\","
-      "\"outer\":\"%s\",\"tiers\":[%s],\"memory_per_rank_bytes\":{\"params\":%lld,\"grads\":%lld,"
+      "{\"world\":%lld,\"hosts\":%d,\"replicas\":%d,\"replica_ranks\":%d,\"inner\":%s,"
+      "\"outer\":%s,\"tiers\":[%s],\"memory_per_rank_bytes\":{\"params\":%lld,\"grads\":%lld,"
       "\"optimizer\":%lld,\"outer_state\":%lld,\"activations\":%lld},\"compute_s\":%.6g,"
       "\"compute_measured\":%s,\"inner_s\":%.6g,\"outer_s\":%.6g,\"predicted_step_s\":%.6g,"
       "\"predicted_utilization\":%.4f}",
       static_cast<long long>(p.world), p.hosts, p.replicas, p.replica_ranks,
-      jsonEscape(p.inner).c_str(), jsonEscape(p.outer).c_str(), tiers.c_str(),
+      jsonString(p.inner).c_str(), jsonString(p.outer).c_str(), tiers.c_str(),
       static_cast<long long>(m.params), static_cast<long long>(m.grads),
       static_cast<long long>(m.optimizer), static_cast<long long>(m.outer_state),
       static_cast<long long>(m.activations), p.compute_s, p.compute_measured ? "true" : "false",

@@ -152,23 +152,28 @@ std::vector<comm::TierSpec> tierSpecs(const Config& c) {
   return tiers;
 }
 
-std::vector<std::string> hostNames(const Config& c, comm::Communicator& world) {
-  constexpr int kBytes = 64;
-  std::vector<uint8_t> own(kBytes, 0), all(static_cast<std::size_t>(kBytes) * world.size());
-  const std::string name = c.topology.ranks_per_host > 0
-                               ? "host" + std::to_string(world.rank() / c.topology.ranks_per_host)
-                               : [] {
-                                   char buf[kBytes] = {};
-                                   gethostname(buf, sizeof buf - 1);
-                                   return std::string(buf);
-                                 }();
-  std::memcpy(own.data(), name.data(), std::min<std::size_t>(name.size(), kBytes - 1));
-  world.allGatherBytesAsync(own.data(), all.data(), kBytes)->wait();
-  std::vector<std::string> hosts;
+std::string machineName() {
+  char buf[256] = {};
+  gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+std::vector<std::string> gatherText(comm::Communicator& world, const std::string& own) {
+  constexpr std::size_t kBytes = 128;  // a host name (<= 64) and a pid, with room to spare
+  std::vector<uint8_t> mine(kBytes, 0), all(kBytes * static_cast<std::size_t>(world.size()));
+  std::memcpy(mine.data(), own.data(), std::min(own.size(), kBytes - 1));
+  world.allGatherBytesAsync(mine.data(), all.data(), static_cast<int64_t>(kBytes))->wait();
+  std::vector<std::string> out;
   for (int r = 0; r < world.size(); ++r)
-    hosts.emplace_back(
-        reinterpret_cast<const char*>(all.data() + static_cast<std::size_t>(kBytes) * r));
-  return hosts;
+    out.emplace_back(
+        reinterpret_cast<const char*>(all.data() + kBytes * static_cast<std::size_t>(r)));
+  return out;
+}
+
+std::vector<std::string> hostNames(const Config& c, comm::Communicator& world) {
+  return gatherText(world, c.topology.ranks_per_host > 0
+                               ? "host" + std::to_string(world.rank() / c.topology.ranks_per_host)
+                               : machineName());
 }
 
 comm::Islands islandsFor(const Config& c, const std::vector<std::string>& host_of_rank) {

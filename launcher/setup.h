@@ -22,6 +22,10 @@ nn::OptimizerSettings optimizerSettings(const Config& c);
 // The schedules' settings for a rank of replica `replica` (per-replica overlap).
 schedules::SyncSettings syncSettings(const Config& c, int replica);
 std::vector<comm::TierSpec> tierSpecs(const Config& c);
+// This machine's host name.
+std::string machineName();
+// Every rank's `own` (up to 127 bytes), in rank order. Collective over `world`.
+std::vector<std::string> gatherText(comm::Communicator& world, const std::string& own);
 // Each rank's host name as the topology.hosts rules see it: host<N> for blocks of
 // topology.ranks_per_host ranks when that is set (one machine standing in for several), else
 // the machine's own name. Collective over `world`.

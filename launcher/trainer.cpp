@@ -298,8 +298,8 @@ class StopSignals {
   StopSignals& operator=(const StopSignals&) = delete;
 
  private:
-  struct sigaction old_term_ {
-  }, old_usr1_{};
+  struct sigaction old_term_ = {};
+  struct sigaction old_usr1_ = {};
 };
 
 const char* signalName(int signal) {
@@ -309,19 +309,13 @@ const char* signalName(int signal) {
 // "vm: rank 0 pid 11, rank 1 pid 12" per host (collective): which process is which rank, for
 // messages of the MPI launcher that name only a pid (a rank that was killed).
 std::string rankTable(comm::Communicator& world) {
-  constexpr int kHostBytes = 64, kEntry = kHostBytes + 8;
-  std::vector<uint8_t> own(kEntry, 0), all(static_cast<std::size_t>(kEntry) * world.size());
-  gethostname(reinterpret_cast<char*>(own.data()), kHostBytes - 1);
-  const int64_t pid = getpid();
-  std::memcpy(own.data() + kHostBytes, &pid, 8);
-  world.allGatherBytesAsync(own.data(), all.data(), kEntry)->wait();
+  const std::vector<std::string> entries =
+      gatherText(world, machineName() + " " + std::to_string(getpid()));  // "host pid"
   if (world.size() > 64) return "(pids omitted above 64 ranks)";
   std::string text, last_host;
   for (int r = 0; r < world.size(); ++r) {
-    const uint8_t* e = all.data() + static_cast<std::size_t>(kEntry) * r;
-    const std::string host(reinterpret_cast<const char*>(e));
-    int64_t p = 0;
-    std::memcpy(&p, e + kHostBytes, 8);
+    const std::size_t space = entries[r].rfind(' ');
+    const std::string host = entries[r].substr(0, space);
     if (host != last_host) {
       if (!text.empty()) text += "; ";
       text += host + ": ";
@@ -329,7 +323,7 @@ std::string rankTable(comm::Communicator& world) {
     } else {
       text += ", ";
     }
-    text += "rank " + std::to_string(r) + " pid " + std::to_string(p);
+    text += "rank " + std::to_string(r) + " pid " + entries[r].substr(space + 1);
   }
   return text;
 }

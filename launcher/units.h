@@ -47,4 +47,7 @@ std::string format(Duration d);
 // For people, not round trips: three significant digits in decimal units ("716KB", "5.81MB").
 std::string formatApprox(ByteSize s);
 
+// `s` as a JSON string literal, quotes included (", \ and control characters escaped).
+std::string jsonString(const std::string& s);
+
 }  // namespace lowband::launcher

@@ -48,7 +48,6 @@ class Co2 : public GradientAveraging {
   void applyStale(const float* xbar);  // the k >= 1 update of x_o from xbar(k-1)
 
   SyncSettings s_;
-  nn::ParamStore& params_;
   ReplicaGroups& groups_;
   std::vector<Fragment> plan_;  // one fragment: the whole model
   std::unique_ptr<FragmentShard> shard_;

@@ -6,10 +6,7 @@ namespace lowband::schedules {
 
 StreamingDiloco::StreamingDiloco(const SyncSettings& settings, nn::ParamStore& params,
                                  ReplicaGroups& groups)
-    : GradientAveraging(settings, params, groups.replica()),
-      s_(settings),
-      params_(params),
-      groups_(groups) {
+    : GradientAveraging(settings, params, groups.replica()), s_(settings), groups_(groups) {
   // local_sgd is diloco with plain averaging: theta_global - mean(theta_global - theta_local)
   // is the mean of theta_local, and an encoded exchange quantises the small Delta, not the
   // parameters themselves.

@@ -61,7 +61,6 @@ class StreamingDiloco : public GradientAveraging {
   void landFragment(int p);
 
   SyncSettings s_;
-  nn::ParamStore& params_;
   ReplicaGroups& groups_;
   std::vector<Fragment> plan_;
   std::vector<FragmentState> frags_;

@@ -51,7 +51,7 @@ comm::TierBytes GradientSync::wireBytesPerStep() const {
 GradientAveraging::GradientAveraging(const SyncSettings& s, nn::ParamStore& params,
                                      comm::Communicator& comm, bool across_replicas)
     : inner_(s.inner),
-      grad_params_(params),
+      params_(params),
       grads_(params, comm, s.bucket_bytes, across_replicas ? stats_.outer : stats_.inner) {
   if (inner_ != InnerMethod::Ddp)
     zero_ =
@@ -67,7 +67,7 @@ void GradientAveraging::beforeOptimizerStep() {
 
 std::pair<int64_t, int64_t> GradientAveraging::optimizerRange() const {
   if (zero_) return {zero_->begin(), zero_->end()};
-  return {0, grad_params_.size()};
+  return {0, params_.size()};
 }
 
 double GradientAveraging::gradientNorm(const nn::Optimizer& optimizer,
@@ -75,8 +75,7 @@ double GradientAveraging::gradientNorm(const nn::Optimizer& optimizer,
   // zero2: only the own shard is reduced; ddp and zero1 hold the whole mean gradient.
   if (inner_ == InnerMethod::Zero2)
     return std::sqrt(zero_->sumOverGroup(optimizer.gradientSquares(stream)));
-  return std::sqrt(
-      runtime::sumSquares(stream, grad_params_.grads().data<float>(), grad_params_.size()));
+  return std::sqrt(runtime::sumSquares(stream, params_.grads().data<float>(), params_.size()));
 }
 
 void GradientAveraging::finishInnerStep() {

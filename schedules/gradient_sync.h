@@ -95,7 +95,7 @@ class GradientAveraging : public Strategy {
 
   SyncStats stats_;
   InnerMethod inner_;
-  nn::ParamStore& grad_params_;
+  nn::ParamStore& params_;
   GradientSync grads_;
   std::unique_ptr<ZeroShard> zero_;
 };

@@ -62,7 +62,6 @@ class DataParallel : public GradientAveraging {
       : GradientAveraging(s, params,
                           s.method == OuterMethod::Ddp ? groups.world() : groups.replica(),
                           s.method == OuterMethod::Ddp),
-        params_(params),
         world_(s.method == OuterMethod::Ddp) {
     stats_.fragment_steps.assign(1, 0);
   }
@@ -77,7 +76,6 @@ class DataParallel : public GradientAveraging {
   }
 
  private:
-  nn::ParamStore& params_;
   bool world_;
 };
 

@@ -141,7 +141,8 @@ const std::vector<BadConfig>& badConfigs() {
        "model: {kind: gpt}\ndata: {train: a}\ntopology:\n  tiers:\n"
        "    - {name: node, size: 2, bandwidth: 10Gbit, latency: 5us, nic: shm}\n"
        "    - {name: site, size: 2, bandwidth: 1Gbit, latency: 5ms, nic: wan}\n"
-       "    - {name: world, size: rest, bandwidth: 1Gbit, latency: 20ms, nic: wan}\nsync:\n  outer: {method: diloco, tier: world}\n",
+       "    - {name: world, size: rest, bandwidth: 1Gbit, latency: 20ms, nic: wan}\nsync:\n  "
+       "outer: {method: diloco, tier: world}\n",
        "sync.outer.tier", ":9:", "replicas span tier 'site' (nic wan)"},
       {"section_not_map", "model: {kind: gpt}\ndata: {train: a}\nrun: [1, 2]\n", "run",
        ":3:", "expected a map of keys"},
