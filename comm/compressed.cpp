@@ -51,30 +51,33 @@ std::shared_ptr<Work> CompressedAllReduce::allReduceAsync(float* data, int64_t n
 void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op, int slot) {
   const int64_t p = comm_.size();
   const runtime::Stream host;
-  std::vector<float>* residual = nullptr;
-  if (error_feedback_) {
-    residual = &residuals_.find(slot)->second;
-    if (residual->empty()) residual->assign(n, 0.0f);
-    if (static_cast<int64_t>(residual->size()) != n)
-      LB_THROW(CommError, "error feedback needs the same tensor size on every call of a slot (" +
-                              std::to_string(residual->size()) + " then " + std::to_string(n) +
-                              ")");
-  }
   // Chunks, each laid out in the kept buffers (only the worker thread uses them; fresh ones
   // cost a page fault per 4 KiB, which showed in the emulated-link benchmark).
   struct Chunk {
-    int64_t begin, n, shard, bytes, enc, x_at, wire_at;
+    int64_t begin, n, shard, bytes, enc, x_at, wire_at, owned_at;
     std::shared_ptr<Work> work;
   };
   std::vector<Chunk> chunks;
   const int64_t count = chunkCount(n), len = (n + count - 1) / count;
-  int64_t x_size = 0, wire_size = 0;
+  int64_t x_size = 0, wire_size = 0, owned = 0;
   for (int64_t begin = 0; begin < n || chunks.empty(); begin += len) {
     const int64_t m = std::min(len, n - begin), shard = shardSize(m);
     chunks.push_back({begin, m, shard, static_cast<int64_t>(runtime::encodedBytes(spec_, shard)),
-                      slotBytes(m), x_size, wire_size, nullptr});
+                      slotBytes(m), x_size, wire_size, n + owned, nullptr});
     x_size += p * shard;
     wire_size += p * slotBytes(m);
+    owned += shard;
+  }
+  // Residual of a slot: n values for this rank's contribution, then one per value of the
+  // shards it reduces (the error of re-quantising them).
+  std::vector<float>* residual = nullptr;
+  if (error_feedback_) {
+    residual = &residuals_.find(slot)->second;
+    if (residual->empty()) residual->assign(n + owned, 0.0f);
+    if (static_cast<int64_t>(residual->size()) != n + owned)
+      LB_THROW(CommError, "error feedback needs the same tensor size on every call of a slot (" +
+                              std::to_string(residual->size()) + " then " +
+                              std::to_string(n + owned) + " residual values)");
   }
   x_.resize(x_size);
   send_.resize(wire_size);
@@ -112,7 +115,15 @@ void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op, int slot) {
     if (op == ReduceOp::Avg)
       for (float& v : reduced) v /= static_cast<float>(p);
     uint8_t* send = send_.data() + c.wire_at;  // free again: its all-to-all is done
+    float* kept = residual ? residual->data() + c.owned_at : nullptr;
+    if (kept)
+      for (int64_t i = 0; i < c.shard; ++i) reduced[i] += kept[i];
     runtime::encode(host, spec_, reduced.data(), c.shard, send);
+    if (kept) {  // what the re-quantisation dropped goes into the next call's reduced shard
+      std::vector<float> sent(static_cast<std::size_t>(c.shard));
+      runtime::decode(host, spec_, send, c.shard, sent.data());
+      for (int64_t i = 0; i < c.shard; ++i) kept[i] = reduced[i] - sent[i];
+    }
     c.work = comm_.allGatherBytesAsync(send, recv_.data() + c.wire_at, c.enc);
   }
   // 3. Decode every rank's reduced shard.

@@ -8,11 +8,15 @@
 // other chunks are on the wire.
 // Error: each element differs from the exact f32 sum by at most the codec's bound (codec.h) of
 // each rank's contribution plus that of the reduced value.
-// Error feedback (optional): the quantisation error of this rank's contribution is kept and
-// added to the next call's input with the same `slot` (one slot per tensor that is reduced
-// repeatedly, e.g. per fragment; same n on every call of a slot).
+// Error feedback (optional; 1-bit Adam's worker and server compensation): the quantisation
+// error of this rank's contribution is kept and added to the next call's input with the same
+// `slot`, and the error of re-quantising the shard this rank reduces is kept and added to the
+// next call's reduced shard, so over many calls the sum of the results tracks the sum of the
+// exact all-reduces (one slot per tensor that is reduced repeatedly, e.g. per fragment; same n
+// on every call of a slot).
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <vector>
@@ -41,11 +45,13 @@ class CompressedAllReduce {
   int64_t slotBytes(int64_t n) const;  // one encoded shard on the wire, aligned
   // Bytes this rank sends per tier for one call of n values (the counters of its communicator).
   TierBytes wireBytes(int64_t n) const;
-  // Error-feedback residual of `slot` (empty before its first call); read or set it between
-  // calls (checkpoints), never while an op is in flight.
+  // Error-feedback residual of `slot` (empty before its first call): n values of this rank's
+  // contribution, then those of the shards it reduces. Read or set it between calls
+  // (checkpoints), never while an op is in flight.
   const std::vector<float>& residual(int slot = 0) { return residuals_[slot]; }
   void setResidual(int slot, std::vector<float> values) { residuals_[slot] = std::move(values); }
   bool errorFeedback() const { return error_feedback_; }
+  const std::map<int, std::vector<float>>& residuals() const { return residuals_; }
 
  private:
   void run(float* data, int64_t n, ReduceOp op, int slot);
@@ -61,16 +67,22 @@ class CompressedAllReduce {
 
 // One tier whose all-reduces are encoded (a per-tier gradient codec, as ZeRO++'s qgZ keeps int8
 // gradients to the slow tier): all-reduce goes through a CompressedAllReduce over `inner`,
-// every other op straight to `inner`. No error feedback (calls of different sizes share it).
+// every other op straight to `inner`. Error feedback (optional) keys each all-reduce by its
+// position in a round - the calls since the last newRound() - because the gradient exchange
+// issues the same sequence of tensors every step: call i of every round shares residual i.
 class CodecCommunicator : public Communicator {
  public:
-  CodecCommunicator(Communicator& inner, runtime::CodecSpec spec)
-      : inner_(inner), codec_(inner, spec) {}
+  CodecCommunicator(Communicator& inner, runtime::CodecSpec spec, bool error_feedback = false)
+      : inner_(inner), codec_(inner, spec, error_feedback) {}
+  // Starts a round: the next all-reduce is call 0 again. Call it between rounds, when every
+  // all-reduce of the round has been issued (e.g. after waiting for them).
+  void newRound() { next_slot_ = 0; }
+  CompressedAllReduce& codec() { return codec_; }
   int rank() const override { return inner_.rank(); }
   int size() const override { return inner_.size(); }
   std::string name() const override { return inner_.name(); }
   std::shared_ptr<Work> allReduceAsync(float* data, int64_t n, ReduceOp op) override {
-    return codec_.allReduceAsync(data, n, op);
+    return codec_.allReduceAsync(data, n, op, next_slot_++);
   }
   std::shared_ptr<Work> reduceScatterAsync(const float* in, float* out, int64_t n,
                                            ReduceOp op) override {
@@ -98,6 +110,9 @@ class CodecCommunicator : public Communicator {
  private:
   Communicator& inner_;
   CompressedAllReduce codec_;
+  // Issued from the training thread or one hierarchical worker; newRound() is called only
+  // after the round's ops were waited for, so the two never race.
+  std::atomic<int> next_slot_{0};
 };
 
 }  // namespace lowband::comm

@@ -104,12 +104,23 @@ TierBytes HierarchicalCommunicator::wireBytes(Collective op, int64_t n) const {
       break;
     case Collective::ReduceScatter:
     case Collective::AllGather:
+    case Collective::AllGatherBytes:
       for (std::size_t level = 0; level < levels_.size(); ++level) {
         const int64_t rest = groupSize(level + 1);
         const int64_t values = level + 1 == levels_.size() ? n : rest * n;
         addTraffic(out, levels_[level]->wireBytes(op, values));
       }
       break;
+    case Collective::AllToAllBytes: {
+      int64_t block = n;  // level i exchanges blocks of (ranks outside it) x the blocks below
+      for (std::size_t level = 0; level < levels_.size(); ++level) {
+        const int64_t rest = groupSize(level + 1);
+        addTraffic(
+            out, levels_[level]->wireBytes(op, level + 1 == levels_.size() ? block : rest * block));
+        block *= levels_[level]->size();
+      }
+      break;
+    }
     default:
       out = flat_->wireBytes(op, n);
       break;
@@ -181,14 +192,55 @@ std::shared_ptr<Work> HierarchicalCommunicator::barrierAsync() {
   return submit([this] { flat_->barrier(); });
 }
 
+// Composite rank q = c + k * r (c: this level's coordinate, r: the outer levels' rank).
+//   1. over this level: to peer c' go the blocks for every (c', r'), so peer c' receives from
+//      each source c the blocks (c -> (c', r')) for all r';
+//   2. over the outer levels, recursively: to r' go, for every source c, the blocks for
+//      (my c, r'), and from each r'' come the blocks (c, r'') -> me; unpacked to c + k r''.
+void HierarchicalCommunicator::allToAllBytesLevel(std::size_t level, const uint8_t* in,
+                                                  uint8_t* out, int64_t b) {
+  Communicator& c = *levels_[level];
+  if (level + 1 == levels_.size()) return c.allToAllBytesAsync(in, out, b)->wait();
+  const int64_t k = c.size(), rest = groupSize(level + 1);
+  std::vector<uint8_t> send(k * rest * b), recv(k * rest * b);
+  for (int64_t ci = 0; ci < k; ++ci)
+    for (int64_t r = 0; r < rest; ++r)
+      std::copy_n(in + (ci + k * r) * b, b, send.data() + (ci * rest + r) * b);
+  c.allToAllBytesAsync(send.data(), recv.data(), rest * b)->wait();
+  for (int64_t src = 0; src < k; ++src)  // recv[(src, r)] -> send[(r, src)]
+    for (int64_t r = 0; r < rest; ++r)
+      std::copy_n(recv.data() + (src * rest + r) * b, b, send.data() + (r * k + src) * b);
+  allToAllBytesLevel(level + 1, send.data(), recv.data(), k * b);
+  for (int64_t r = 0; r < rest; ++r)
+    for (int64_t src = 0; src < k; ++src)
+      std::copy_n(recv.data() + (r * k + src) * b, b, out + (src + k * r) * b);
+}
+
+// As allGatherLevel, in bytes.
+void HierarchicalCommunicator::allGatherBytesLevel(std::size_t level, const uint8_t* in,
+                                                   uint8_t* out, int64_t b) {
+  Communicator& c = *levels_[level];
+  if (level + 1 == levels_.size()) return c.allGatherBytesAsync(in, out, b)->wait();
+  const int64_t k = c.size(), rest = groupSize(level + 1);
+  std::vector<uint8_t> chunk(rest * b), gathered(k * rest * b);
+  allGatherBytesLevel(level + 1, in, chunk.data(), b);
+  c.allGatherBytesAsync(chunk.data(), gathered.data(), rest * b)->wait();
+  for (int64_t ci = 0; ci < k; ++ci)
+    for (int64_t r = 0; r < rest; ++r)
+      std::copy_n(gathered.data() + (ci * rest + r) * b, b, out + (ci + k * r) * b);
+}
+
 std::shared_ptr<Work> HierarchicalCommunicator::allToAllBytesAsync(const uint8_t* in, uint8_t* out,
                                                                    int64_t bytes) {
-  return submit([=, this] { flat_->allToAllBytesAsync(in, out, bytes)->wait(); });
+  return submit([=, this] { allToAllBytesLevel(0, in, out, bytes); });
 }
 
 std::shared_ptr<Work> HierarchicalCommunicator::allGatherBytesAsync(const uint8_t* in, uint8_t* out,
                                                                     int64_t bytes) {
-  return submit([=, this] { flat_->allGatherBytesAsync(in, out, bytes)->wait(); });
+  return submit([=, this] {
+    std::vector<uint8_t> mine(in, in + bytes);  // `in` may lie inside `out`
+    allGatherBytesLevel(0, mine.data(), out, bytes);
+  });
 }
 
 }  // namespace lowband::comm

@@ -6,6 +6,10 @@
 //   reduce-scatter:    blocks regrouped by their level-0 coordinate, reduce-scatter over level
 //                      0, then recursively over the outer levels on the received chunk.
 //   all-gather:        the reverse: outer levels first, then level 0, then blocks regrouped.
+//   byte all-gather:   as all-gather.
+//   byte all-to-all:   blocks regrouped by their destination's level-0 coordinate and
+//                      exchanged over level 0, then recursively over the outer levels with
+//                      blocks k_0 times larger, so every block crosses each tier at most once.
 // Results equal the flat collective over the composite group (rank order c_0 + k_0 (c_1 + ..))
 // up to float summation order. Broadcast and barrier use the flat communicator.
 // Async ops run in issue order on one worker thread per communicator, which calls the levels'
@@ -45,8 +49,8 @@ class HierarchicalCommunicator : public Communicator {
   std::shared_ptr<Work> allToAllBytesAsync(const uint8_t* in, uint8_t* out, int64_t bytes) override;
   std::shared_ptr<Work> allGatherBytesAsync(const uint8_t* in, uint8_t* out,
                                             int64_t bytes) override;
-  // What the levels' counters see: all-reduce as below (chunks and padding included),
-  // reduce-scatter and all-gather level by level; broadcast and byte ops go over `flat`.
+  // What the levels' counters see: all-reduce as below (chunks and padding included), the
+  // other ops level by level; broadcast (over `flat`) is not counted.
   TierBytes wireBytes(Collective op, int64_t n) const override;
 
  private:
@@ -55,6 +59,8 @@ class HierarchicalCommunicator : public Communicator {
   void allReduceLevel(std::size_t level, float* data, int64_t n);
   void reduceScatterLevel(std::size_t level, const float* in, float* out, int64_t n);
   void allGatherLevel(std::size_t level, const float* in, float* out, int64_t n);
+  void allToAllBytesLevel(std::size_t level, const uint8_t* in, uint8_t* out, int64_t b);
+  void allGatherBytesLevel(std::size_t level, const uint8_t* in, uint8_t* out, int64_t b);
   int64_t groupSize(std::size_t level) const;     // ranks in levels [level, end)
   std::vector<float>& scratch(std::size_t slot);  // reused buffers of the worker thread
 

@@ -7,7 +7,7 @@
 namespace lowband::comm {
 
 Topology::Topology(std::vector<TierSpec> tiers, int64_t world_size, int r)
-    : tiers_(std::move(tiers)) {
+    : world_size_(world_size), rank_(r), tiers_(std::move(tiers)) {
   if (tiers_.empty()) tiers_.push_back({"world", 0, 0, 0});
   int64_t fixed = 1;
   for (std::size_t i = 0; i < tiers_.size(); ++i) {
@@ -39,19 +39,30 @@ std::unique_ptr<Topology> Topology::planned(int64_t world_size, int r, std::vect
         t->coords_[i], static_cast<int>(t->sizes_[i]), t->tiers_[i].name));
     t->links_.push_back(std::make_unique<LinkCommunicator>(*t->levels_.back(), t->tiers_[i].name));
   }
-  t->inner_.resize(L + 1);
-  t->outer_.resize(L);
-  for (int i = 1; i <= L; ++i) {
-    const int64_t below = i < L ? t->strides_[i] : world_size;
-    t->inner_[i] = std::make_unique<PlannedCommunicator>(static_cast<int>(r % below),
-                                                         static_cast<int>(below), "inner");
-  }
-  for (int i = 0; i < L; ++i)
-    t->outer_[i] = std::make_unique<PlannedCommunicator>(
-        static_cast<int>(r / t->strides_[i]), static_cast<int>(world_size / t->strides_[i]),
-        "outer");
+  t->makeInnerOuter();
   t->blockHosts(ranks_per_host > 0 ? ranks_per_host : t->sizes_[0], world_size, r);
   return t;
+}
+
+void Topology::makeInnerOuter() {
+  inner_.resize(levels() + 1);
+  outer_.resize(levels());
+  for (int t = 1; t <= levels(); ++t)
+    inner_[t] = span(0, t, "below " + (t < levels() ? tiers_[t].name : std::string("world")));
+  for (int t = 0; t < levels(); ++t) outer_[t] = span(t, levels(), "across " + tiers_[t].name);
+}
+
+std::unique_ptr<Communicator> Topology::span(int begin, int end, const std::string& name) const {
+  if (begin < 0 || begin >= end || end > levels())
+    LB_THROW(CommError, "levels [" + std::to_string(begin) + ", " + std::to_string(end) +
+                            ") outside the " + std::to_string(levels()) + " tiers");
+  const int64_t below = strides_[begin];
+  const int64_t through = end < levels() ? strides_[end] : world_size_;
+  const auto within = static_cast<int>((rank_ / below) % (through / below));  // composite order
+  if (!world_)
+    return std::make_unique<PlannedCommunicator>(within, static_cast<int>(through / below), name);
+  // Color: the rank with this span's coordinates zeroed, the same for all members.
+  return world_->split(static_cast<int>(rank_ - within * below), within, name);
 }
 
 void Topology::blockHosts(int64_t per_host, int64_t world_size, int r) {
@@ -76,16 +87,8 @@ Topology::Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, in
         emulate ? LinkModel{tiers_[i].bandwidth, tiers_[i].latency} : LinkModel{};
     links_.push_back(std::make_unique<LinkCommunicator>(*levels_.back(), tiers_[i].name, model));
   }
-  inner_.resize(levels() + 1);
-  outer_.resize(levels());
-  for (int t = 1; t <= levels(); ++t) {
-    const int64_t below = t < levels() ? strides[t] : world_size;
-    inner_[t] = world.split(static_cast<int>(r / below), static_cast<int>(r % below),
-                            "below " + (t < levels() ? tiers_[t].name : std::string("world")));
-  }
-  for (int t = 0; t < levels(); ++t)
-    outer_[t] = world.split(static_cast<int>(r % strides[t]), static_cast<int>(r / strides[t]),
-                            "across " + tiers_[t].name);
+  world_ = &world;
+  makeInnerOuter();
   // Hosts: consecutive blocks of ranks_per_host ranks when given (one machine standing in for
   // several), else the shared-memory domains MPI reports.
   if (ranks_per_host > 0) {

@@ -5,7 +5,9 @@
 //   level(i):  ranks that differ only in c_i (the peers across tier i's links), counted per
 //              tier and, with `emulate`, slowed to the tier's bandwidth and latency,
 //   inner(t):  ranks that share c_t .. c_{L-1} (a replica when the outer tier is t),
-//   outer(t):  ranks that share c_0 .. c_{t-1} (the same position in every replica).
+//   outer(t):  ranks that share c_0 .. c_{t-1} (the same position in every replica),
+//   span(a, b): ranks that differ only in c_a .. c_{b-1} (inner(t) = span(0, t), outer(t) =
+//              span(t, L)); made on request, e.g. for ZeRO shards placed below the replica.
 // A group's rank order is always the composite order c_a + k_a * (c_{a+1} + ...).
 #pragma once
 
@@ -50,10 +52,18 @@ class Topology {
   std::map<std::string, OpTraffic> tierTraffic() const;
   Communicator& inner(int t) { return *inner_[t]; }  // t in [1, levels]
   Communicator& outer(int t) { return *outer_[t]; }  // t in [0, levels)
+  // A new flat communicator over levels [begin, end) (0 <= begin < end <= levels), ranked in
+  // composite order. Collective over the world on every call (all ranks ask for the same
+  // spans in the same order); the world given to the constructor must still exist.
+  std::unique_ptr<Communicator> span(int begin, int end, const std::string& name) const;
 
  private:
   Topology(std::vector<TierSpec> tiers, int64_t world_size, int rank);  // sizes and coordinates
   void blockHosts(int64_t per_host, int64_t world_size, int rank);      // consecutive blocks
+  void makeInnerOuter();                    // collective: inner(1..L), then outer(0..L-1)
+  const MpiCommunicator* world_ = nullptr;  // null for a planned topology
+  int64_t world_size_ = 1;
+  int rank_ = 0;
   std::vector<int64_t> strides_;
   std::vector<TierSpec> tiers_;
   std::vector<int64_t> sizes_;

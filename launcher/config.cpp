@@ -574,12 +574,20 @@ void describe(V& v, OptimizerConfig& c) {
 }
 
 template <class V>
+void describe(V& v, ClassLink& c) {
+  v.value("nic", c.nic, {.required = true});
+  v.value("bandwidth", c.bandwidth, {.min = 0, .min_open = true, .required = true});
+  v.value("latency", c.latency, {.min = 0, .required = true});
+}
+
+template <class V>
 void describe(V& v, TierConfig& c) {
   v.value("name", c.name, {.required = true});
   v.value("size", c.size);
   v.value("bandwidth", c.bandwidth, {.min = 0, .min_open = true, .required = true});
   v.value("latency", c.latency, {.min = 0, .required = true});
   v.value("nic", c.nic);
+  v.sections("classes", c.classes);
 }
 
 template <class V>
@@ -621,7 +629,8 @@ void describe(V& v, InnerSyncConfig& c) {
   const bool zero = c.method != InnerMethod::Ddp;
   v.section("shard", c.shard, {.active = zero, .when = "sync.inner.method is zero1 or zero2"});
   v.value("codec", c.codec);
-  v.value("error_feedback", c.error_feedback);
+  v.value("error_feedback", c.error_feedback,
+          {.active = !c.codec.empty(), .when = "sync.inner.codec names a tier"});
 }
 
 template <class V>
@@ -846,7 +855,7 @@ void resolveAndCheck(Config& c) {
   if (c.run.out_dir.empty()) c.run.out_dir = "runs/" + c.run.name;
   if (c.topology.tiers.empty())
     c.topology.tiers.push_back(
-        {"world", TierSize{}, Bandwidth{10e9 / 8}, parseDuration("10us"), NicClass::Ethernet});
+        {"world", TierSize{}, Bandwidth{10e9 / 8}, parseDuration("10us"), NicClass::Ethernet, {}});
   OuterSyncConfig& outer = c.sync.outer;
   const bool streaming = outer.method == OuterMethod::StreamingDiloco;
   if (streaming && !set("sync.outer.overlap")) outer.overlap = 1;
@@ -873,6 +882,16 @@ void resolveAndCheck(Config& c) {
     if (t.size.isRest() && i + 1 != c.topology.tiers.size())
       check.fail(p + ".size", "only the last (outermost) tier may be `rest`; give tier '" + t.name +
                                   "' a rank count");
+    for (std::size_t j = 0; j < t.classes.size(); ++j) {
+      const std::string q = p + ".classes[" + std::to_string(j) + "].nic";
+      if (c.topology.hosts.empty())
+        check.fail(q,
+                   "per-class links need topology.hosts rules that give each host its NIC "
+                   "class");
+      for (std::size_t k = 0; k < j; ++k)
+        if (t.classes[k].nic == t.classes[j].nic)
+          check.fail(q, std::string("class '") + enumName(t.classes[j].nic) + "' is listed twice");
+    }
   }
   auto requireTier = [&](const std::string& path, const std::string& name) {
     if (tierIndex(c, name) < 0)
@@ -896,18 +915,36 @@ void resolveAndCheck(Config& c) {
                        " (or a tier below it) so the WAN carries only the outer "
                        "method");
   if (c.sync.inner.method != InnerMethod::Ddp) {
-    const ShardPlacement& s = c.sync.inner.shard;
+    ShardPlacement& s = c.sync.inner.shard;
+    if (!set("sync.inner.shard.grads")) s.grads = s.optimizer;  // gradients split alike
     for (auto [key, value] : {std::pair<const char*, const std::string*>{"optimizer", &s.optimizer},
-                              {"grads", &s.grads},
-                              {"secondary_params", &s.secondary_params}}) {
+                              {"grads", &s.grads}}) {
       const std::string path = std::string("sync.inner.shard.") + key;
-      if (value->empty() || *value == "replica") continue;
+      if (*value == "replica") continue;
       requireTier(path, *value);
       if (tierIndex(c, *value) >= outer_index)
         check.fail(path, "tier '" + *value + "' is at or outside the outer tier '" + outer.tier +
                              "'; inner sharding stays inside a replica (use a tier below it or "
                              "`replica`)");
     }
+    // `replica` = the gradient group's outermost tier below the outer one.
+    auto level = [&](const std::string& v) {
+      return v == "replica" ? outer_index : tierIndex(c, v);
+    };
+    if (c.sync.inner.method == InnerMethod::Zero1 && level(s.grads) != level(s.optimizer))
+      check.fail("sync.inner.shard.grads",
+                 "zero1 keeps whole (all-reduced) gradients on every rank; gradient shards are "
+                 "zero2's (set method: zero2, or remove the key)");
+    if (c.sync.inner.method == InnerMethod::Zero2 && level(s.grads) > level(s.optimizer))
+      check.fail("sync.inner.shard.grads",
+                 "gradients split over '" + s.grads + "' are coarser than the optimizer's '" +
+                     s.optimizer +
+                     "': each optimizer shard needs its gradients; use the "
+                     "optimizer's tier or one inside it");
+    if (!s.secondary_params.empty())
+      check.fail("sync.inner.shard.secondary_params",
+                 "zero1/zero2 keep whole parameters on every rank, so there is no parameter "
+                 "partition to mirror inside a tier (ZeRO++ hpZ serves ZeRO-3); remove the key");
   }
   for (const auto& [tier, codec] : c.sync.inner.codec)
     requireTier("sync.inner.codec." + tier, tier);

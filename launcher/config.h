@@ -133,12 +133,21 @@ struct OptimizerConfig {
   double grad_clip = 1.0;     // global norm; 0: off
 };
 
+// A tier's link for hosts of one NIC class (topology.hosts says which host has which).
+struct ClassLink {
+  NicClass nic = NicClass::Ethernet;
+  Bandwidth bandwidth;
+  Duration latency;
+};
+
 struct TierConfig {
   std::string name;
   TierSize size;
-  Bandwidth bandwidth;
+  Bandwidth bandwidth;  // for hosts of a class `classes` does not list
   Duration latency;
   NicClass nic = NicClass::Ethernet;
+  // Per NIC class: a group of ranks over this tier runs at its slowest member's link.
+  std::vector<ClassLink> classes;
 };
 
 // A NIC-island rule: hosts whose name matches the glob `match` have NICs of class `nic`.

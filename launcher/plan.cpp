@@ -61,6 +61,29 @@ std::string fmtSeconds(double s) {
   return buf;
 }
 
+// Where zero1/zero2 split their state (schedules/zero.h), for a gradient group of k ranks.
+std::string shardingText(const Config& c, const comm::Topology& topology, int k) {
+  if (c.sync.inner.method == InnerMethod::Ddp) return "optimizer state whole on every rank (ddp)";
+  const std::string group = c.sync.outer.method == OuterMethod::Ddp ? "world" : "replica";
+  // Ranks split over the placement `tier`: tiers 0 .. tier ("replica": the whole group).
+  auto split = [&](const std::string& tier) {
+    const int last = tier == "replica" ? -1 : topology.tierIndex(tier);
+    if (last < 0) return std::pair<int64_t, std::string>{k, "the " + group};
+    int64_t ranks = 1;
+    for (int i = 0; i <= last; ++i) ranks *= topology.tierSize(i);
+    return std::pair<int64_t, std::string>{ranks, "tier '" + tier + "'"};
+  };
+  const auto [ko, over] = split(c.sync.inner.shard.optimizer);
+  std::string text = "optimizer state 1/" + std::to_string(ko) + " per rank over " + over;
+  if (ko < k) text += ", the same on each of its " + std::to_string(k / ko) + " copies";
+  if (c.sync.inner.method == InnerMethod::Zero2) {
+    const auto [kg, gover] = split(c.sync.inner.shard.grads);
+    text += "; gradients reduce-scattered over " + gover + " (1/" + std::to_string(kg) + ")";
+    if (kg < k) text += ", then all-reduced across the " + std::to_string(k / kg) + " copies";
+  }
+  return text;
+}
+
 }  // namespace
 
 Plan makePlan(const Config& c, const PlanOptions& o) {
@@ -68,11 +91,28 @@ Plan makePlan(const Config& c, const PlanOptions& o) {
   Plan plan;
   plan.world = worldOf(c, o.world);
   checkWorld(c, plan.world);
-  std::unique_ptr<comm::Topology> topology = comm::Topology::planned(
-      plan.world, 0, tierSpecs(c), static_cast<int>(c.topology.ranks_per_host));
+  // With NIC islands: hosts are blocks of ranks_per_host ranks (else of the innermost tier),
+  // named host<N> as hostNames() names them, and each tier at its slowest group's link.
+  comm::Islands islands;
+  std::vector<std::string> class_of_rank;
+  if (!c.topology.hosts.empty()) {
+    const bool rest = c.topology.tiers.empty() || c.topology.tiers[0].size.isRest();
+    const int64_t per_host = c.topology.ranks_per_host > 0 ? c.topology.ranks_per_host
+                             : rest                        ? plan.world
+                                                           : c.topology.tiers[0].size.ranks;
+    std::vector<std::string> names;
+    for (int64_t r = 0; r < plan.world; ++r) names.push_back("host" + std::to_string(r / per_host));
+    islands = islandsFor(c, names);
+    plan.islands = describeIslands(islands);
+    class_of_rank = classOfRank(islands);
+  }
+  std::unique_ptr<comm::Topology> topology =
+      comm::Topology::planned(plan.world, 0, slowestTierSpecs(c, class_of_rank),
+                              static_cast<int>(c.topology.ranks_per_host));
   comm::PlannedCommunicator world(0, static_cast<int>(plan.world), "world");
   const int outer_tier = std::max(0, topology->tierIndex(c.sync.outer.tier));
-  schedules::ReplicaGroups groups(*topology, world, outer_tier, innerCodecs(c));
+  schedules::ReplicaGroups groups(*topology, world, outer_tier, innerCodecs(c),
+                                  c.sync.inner.error_feedback);
   const runtime::DeviceSelection device = runtime::selectDevice(c.device);
   runtime::Stream stream(device.device);
   std::unique_ptr<nn::Model> model = buildModel(c, device.device);
@@ -84,14 +124,6 @@ Plan makePlan(const Config& c, const PlanOptions& o) {
   nn::Optimizer optimizer(params, optimizerSettings(c), shard_begin, shard_end);
 
   plan.hosts = topology->hosts();
-  if (!c.topology.hosts.empty()) {
-    // The planned world's hosts: blocks of ranks_per_host ranks (else of the innermost tier).
-    const int64_t per_host =
-        c.topology.ranks_per_host > 0 ? c.topology.ranks_per_host : topology->tierSize(0);
-    std::vector<std::string> names;
-    for (int64_t r = 0; r < plan.world; ++r) names.push_back("host" + std::to_string(r / per_host));
-    plan.islands = describeIslands(islandsFor(c, names));
-  }
   plan.replicas = groups.replicas();
   plan.replica_ranks = groups.replica().size();
   plan.inner = enumName(c.sync.inner.method);
@@ -99,10 +131,7 @@ Plan makePlan(const Config& c, const PlanOptions& o) {
   plan.model = model->describe();
   const int k =
       c.sync.outer.method == OuterMethod::Ddp ? static_cast<int>(plan.world) : plan.replica_ranks;
-  plan.sharding = c.sync.inner.method == InnerMethod::Ddp
-                      ? "optimizer state whole on every rank (ddp)"
-                      : "optimizer state 1/" + std::to_string(k) + " per rank over the " +
-                            (c.sync.outer.method == OuterMethod::Ddp ? "world" : "replica");
+  plan.sharding = shardingText(c, *topology, k);
   if (strategy->outerStateBytes() > 0)
     plan.sharding +=
         "; outer state 1/" + std::to_string(plan.replica_ranks) + " per rank of a replica";

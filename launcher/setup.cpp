@@ -26,37 +26,21 @@ std::string replicaTopTier(const Config& c) {
 
 // Config values this version accepts but cannot run yet: refused, never silently replaced.
 void checkSupported(const Config& c) {
-  if (c.sync.inner.method != InnerMethod::Ddp) {
-    // Shards span the whole gradient group (the replica); placements at a lower tier and the
-    // secondary parameter partition are not built yet.
-    const ShardPlacement& s = c.sync.inner.shard;
-    const std::string top = replicaTopTier(c);
-    for (const auto& [key, value] :
-         {std::pair<const char*, const std::string*>{"optimizer", &s.optimizer},
-          {"grads", &s.grads}}) {
-      if (*value != "replica" && *value != top)
-        throw ConfigError(keyMessage(c, std::string("sync.inner.shard.") + key,
-                                     "'" + *value +
-                                         "': shards over a tier inside the replica are "
-                                         "not built yet; use replica (the whole replica" +
-                                         (top.empty() ? std::string() : ", tier '" + top + "'") +
-                                         ")"));
-    }
-    if (!s.secondary_params.empty())
-      throw ConfigError(keyMessage(c, "sync.inner.shard.secondary_params",
-                                   "zero1/zero2 keep whole parameters on every rank; a secondary "
-                                   "parameter partition (ZeRO++ hpZ) is not built yet"));
-  }
   // Gradient codecs: on the tier the hierarchical all-reduce all-reduces on (the outermost one
-  // the gradients cross), without error feedback, for the all-reducing inner methods.
+  // the gradients cross), without error feedback, for the all-reducing inner methods; zero2
+  // all-reduces there only when its gradient shards are placed on a tier inside.
   const bool world_grads = c.sync.outer.method == OuterMethod::Ddp;
   const std::string top = world_grads ? c.topology.tiers.back().name : replicaTopTier(c);
   for (const auto& [tier, codec] : c.sync.inner.codec) {
     const std::string key = "sync.inner.codec." + tier;
-    if (c.sync.inner.method == InnerMethod::Zero2)
-      throw ConfigError(keyMessage(c, key,
-                                   "zero2 reduce-scatters its gradients, and a codec for that is "
-                                   "not built yet; use ddp or zero1, or remove the key"));
+    const std::string& grads = c.sync.inner.shard.grads;
+    if (c.sync.inner.method == InnerMethod::Zero2 && (grads == "replica" || grads == top))
+      throw ConfigError(keyMessage(
+          c, key,
+          "zero2 reduce-scatters its gradients over tier '" + tier +
+              "', and an encoded reduce-scatter is not built; place the gradient shards on a "
+              "tier inside (sync.inner.shard.grads) so '" +
+              tier + "' all-reduces them encoded, or use ddp/zero1"));
     if (tier != top)
       throw ConfigError(
           keyMessage(c, key,
@@ -65,9 +49,6 @@ void checkSupported(const Config& c) {
                                                  : "all-reduced on tier '" + top + "'") +
                          "; codecs on other tiers are not built yet"));
   }
-  if (c.sync.inner.error_feedback && !c.sync.inner.codec.empty())
-    throw ConfigError(keyMessage(c, "sync.inner.error_feedback",
-                                 "error feedback for gradient codecs is not built yet"));
   if (c.comm.backend == CommBackend::Nccl)
     throw ConfigError(
         keyMessage(c, "comm.backend", "nccl is not wired into training yet; use auto or mpi"));
@@ -124,6 +105,14 @@ schedules::SyncSettings syncSettings(const Config& c, int replica) {
   const OuterSyncConfig& o = c.sync.outer;
   schedules::SyncSettings s;
   s.inner = static_cast<schedules::InnerMethod>(static_cast<int>(c.sync.inner.method));
+  auto tierOf = [&](const std::string& v) {
+    if (v == "replica") return -1;
+    for (std::size_t i = 0; i < c.topology.tiers.size(); ++i)
+      if (c.topology.tiers[i].name == v) return static_cast<int>(i);
+    return -1;
+  };
+  s.shard_optimizer_tier = tierOf(c.sync.inner.shard.optimizer);
+  s.shard_grads_tier = tierOf(c.sync.inner.shard.grads);
   s.method = static_cast<schedules::OuterMethod>(static_cast<int>(o.method));
   s.bucket_bytes = static_cast<int64_t>(c.comm.bucket.bytes);
   s.H = o.H;
@@ -145,11 +134,57 @@ schedules::SyncSettings syncSettings(const Config& c, int replica) {
   return s;
 }
 
-std::vector<comm::TierSpec> tierSpecs(const Config& c) {
+std::vector<comm::TierSpec> tierSpecs(const Config& c,
+                                      const std::vector<std::string>& class_of_rank, int64_t rank) {
+  const auto world = static_cast<int64_t>(class_of_rank.size());
+  int64_t fixed = 1;
+  for (const TierConfig& t : c.topology.tiers) fixed *= t.size.isRest() ? 1 : t.size.ranks;
   std::vector<comm::TierSpec> tiers;
-  for (const TierConfig& t : c.topology.tiers)
-    tiers.push_back({t.name, t.size.ranks, t.bandwidth.bytes_per_s, t.latency.seconds});
+  int64_t stride = 1;
+  for (const TierConfig& t : c.topology.tiers) {
+    comm::TierSpec spec{t.name, t.size.ranks, t.bandwidth.bytes_per_s, t.latency.seconds};
+    const int64_t k = t.size.isRest() ? world / fixed : t.size.ranks;
+    // The members of `rank`'s group at this tier: they differ only in this tier's coordinate.
+    // (A world the tiers do not fit is left to comm::Topology, which says so.)
+    if (!t.classes.empty() && world > 0 && world % fixed == 0 && k > 0) {
+      const int64_t base = rank - (rank / stride) % k * stride;
+      for (int64_t j = 0; j < k && base + j * stride < world; ++j) {
+        const std::string& nic = class_of_rank[base + j * stride];
+        double bandwidth = t.bandwidth.bytes_per_s, latency = t.latency.seconds;
+        for (const ClassLink& l : t.classes)
+          if (enumName(l.nic) == nic) {
+            bandwidth = l.bandwidth.bytes_per_s;
+            latency = l.latency.seconds;
+          }
+        spec.bandwidth = j == 0 ? bandwidth : std::min(spec.bandwidth, bandwidth);
+        spec.latency = j == 0 ? latency : std::max(spec.latency, latency);
+      }
+    }
+    tiers.push_back(spec);
+    stride *= std::max<int64_t>(k, 1);
+  }
   return tiers;
+}
+
+std::vector<comm::TierSpec> slowestTierSpecs(const Config& c,
+                                             const std::vector<std::string>& class_of_rank) {
+  std::vector<comm::TierSpec> slowest = tierSpecs(c, class_of_rank, 0);
+  for (std::size_t r = 1; r < class_of_rank.size(); ++r) {
+    const std::vector<comm::TierSpec> mine = tierSpecs(c, class_of_rank, static_cast<int64_t>(r));
+    for (std::size_t i = 0; i < slowest.size(); ++i) {
+      slowest[i].bandwidth = std::min(slowest[i].bandwidth, mine[i].bandwidth);
+      slowest[i].latency = std::max(slowest[i].latency, mine[i].latency);
+    }
+  }
+  return slowest;
+}
+
+std::vector<std::string> classOfRank(const comm::Islands& islands) {
+  std::vector<std::string> out(islands.position.size());
+  for (std::size_t r = 0; r < islands.position.size(); ++r)
+    out.at(static_cast<std::size_t>(islands.position[r])) =
+        islands.classes.at(static_cast<std::size_t>(islands.island_of_rank[r]));
+  return out;
 }
 
 std::string machineName() {

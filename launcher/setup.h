@@ -21,7 +21,19 @@ std::unique_ptr<nn::Model> buildModel(const Config& c, runtime::Device device);
 nn::OptimizerSettings optimizerSettings(const Config& c);
 // The schedules' settings for a rank of replica `replica` (per-replica overlap).
 schedules::SyncSettings syncSettings(const Config& c, int replica);
-std::vector<comm::TierSpec> tierSpecs(const Config& c);
+// The tiers as rank `rank` of the (renumbered) world sees them: a tier with per-class links
+// (`classes`) runs, for each group of ranks over it, at its slowest member's class link (the
+// tier's own numbers for a class it does not list). `class_of_rank` by renumbered rank; empty:
+// no islands, every tier's own numbers.
+std::vector<comm::TierSpec> tierSpecs(const Config& c,
+                                      const std::vector<std::string>& class_of_rank = {},
+                                      int64_t rank = 0);
+// Per tier, the slowest group's link over all ranks (the planner's view: a synchronous step
+// waits for it).
+std::vector<comm::TierSpec> slowestTierSpecs(const Config& c,
+                                             const std::vector<std::string>& class_of_rank);
+// The NIC class of each rank of the renumbered world.
+std::vector<std::string> classOfRank(const comm::Islands& islands);
 // This machine's host name.
 std::string machineName();
 // Every rank's `own` (up to 127 bytes), in rank order. Collective over `world`.

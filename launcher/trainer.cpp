@@ -253,6 +253,12 @@ std::string layoutOf(const Config& c, const nn::Model& model, schedules::Replica
                   " replica(s) of " + std::to_string(g.replica().size()) + "; " + model.describe() +
                   "; optimizer " + enumName(c.optimizer.kind) + "; inner " +
                   enumName(c.sync.inner.method) + "; outer " + enumName(c.sync.outer.method);
+  for (const auto& [tier, codec] : c.sync.inner.codec)
+    s += std::string(", ") + tier + " gradients " + enumName(codec) +
+         (c.sync.inner.error_feedback ? " with error feedback" : "");
+  if (c.sync.inner.method != InnerMethod::Ddp)  // the optimizer shards' cut
+    s += " (shards: optimizer " + c.sync.inner.shard.optimizer + ", grads " +
+         c.sync.inner.shard.grads + ")";
   if (c.sync.outer.method == OuterMethod::StreamingDiloco)
     s += " x" + std::to_string(c.sync.outer.resolvedFragments(c.model)) + " fragments";
   if (c.sync.outer.codec != CodecKind::None)
@@ -357,11 +363,13 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   // NIC islands: the world renumbered island by island so replicas stay inside one.
   std::unique_ptr<comm::MpiCommunicator> renumbered;
   std::string islands_text;
+  std::vector<std::string> class_of_rank;  // by renumbered rank
   if (!c.topology.hosts.empty()) {
     const std::vector<std::string> hosts = hostNames(c, mpi_world);
     comm::Islands islands;
     agreeOn(mpi_world, [&] { islands = islandsFor(c, hosts); });  // the same on every rank
     islands_text = describeIslands(islands);
+    class_of_rank = classOfRank(islands);
     renumbered = mpi_world.split(0, islands.position[mpi_world.rank()], "world");
   }
   comm::MpiCommunicator& world = renumbered ? *renumbered : mpi_world;
@@ -387,10 +395,11 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   nn::ParamStore& params = model->params();
   params.initialize(static_cast<uint64_t>(c.run.seed), stream);  // the same on every rank
 
-  comm::Topology topology(world, tierSpecs(c), static_cast<int>(c.topology.ranks_per_host),
-                          c.topology.emulate);
+  comm::Topology topology(world, tierSpecs(c, class_of_rank, rank),
+                          static_cast<int>(c.topology.ranks_per_host), c.topology.emulate);
   const int outer_tier = std::max(0, topology.tierIndex(c.sync.outer.tier));
-  schedules::ReplicaGroups groups(topology, world, outer_tier, innerCodecs(c));
+  schedules::ReplicaGroups groups(topology, world, outer_tier, innerCodecs(c),
+                                  c.sync.inner.error_feedback);
   std::unique_ptr<schedules::Strategy> strategy =
       schedules::makeStrategy(syncSettings(c, groups.replicaIndex()), params, groups);
   model->setGradsReadyHook([&](int group) { strategy->onGradsReady(group); });
@@ -421,7 +430,8 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     out << (i ? " | " : "") << topology.tier(i).name << " x" << topology.tierSize(i) << " ("
         << format(Bandwidth{topology.tier(i).bandwidth}) << ", "
         << format(Duration{topology.tier(i).latency}) << ")";
-  out << (c.topology.emulate ? ", emulated" : "") << "\n";
+  out << (c.topology.emulate ? ", emulated" : "")
+      << (class_of_rank.empty() ? "" : " (per NIC class: rank 0's groups)") << "\n";
   row("sync") << groups.replicas() << " replica(s) of " << groups.replica().size()
               << " rank(s) across '" << topology.tier(outer_tier).name << "'; inner "
               << enumName(c.sync.inner.method) << "; outer " << strategy->describe() << "\n";
@@ -606,7 +616,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     model->backward(stream);
     strategy->beforeOptimizerStep();
     // The norm of the replica's mean gradient: every rank of a replica agrees on a skip.
-    const double norm = strategy->gradientNorm(optimizer, stream);
+    const double norm = strategy->gradientNorm(stream);
     ++n.window_all;
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       ++n.skipped;

@@ -13,7 +13,7 @@
 // gains and biases, linear biases or the embeddings.
 // An optimizer may own only a range [begin, end) of the flat buffers (ZeRO: this rank's shard):
 // its state covers that range alone, and it reads and updates nothing outside it; the caller
-// then combines the gradient norm over the shards (gradientSquares) and passes it to apply().
+// then computes the norm of the whole gradient (schedules::ZeroShard) and passes it to apply().
 #pragma once
 
 #include <cstdint>

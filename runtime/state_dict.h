@@ -46,6 +46,12 @@ class StateDict {
   void getFloats(const std::string& name, float* out, int64_t n) const {
     getInto(name, out, static_cast<std::size_t>(n) * sizeof(float));
   }
+  // The entry as floats, however many it holds.
+  std::vector<float> floats(const std::string& name) const {
+    std::vector<float> v(get(name).size() / sizeof(float));
+    getFloats(name, v.data(), static_cast<int64_t>(v.size()));
+    return v;
+  }
   template <class T>
   T value(const std::string& name) const {
     static_assert(std::is_trivially_copyable_v<T>);

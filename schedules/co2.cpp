@@ -7,7 +7,7 @@
 namespace lowband::schedules {
 
 Co2::Co2(const SyncSettings& settings, nn::ParamStore& params, ReplicaGroups& groups)
-    : GradientAveraging(settings, params, groups.replica()), s_(settings), groups_(groups) {
+    : GradientAveraging(settings, params, groups), s_(settings), groups_(groups) {
   plan_ = planFragments(params, 1, true, false, s_.H);
   shard_ =
       std::make_unique<FragmentShard>(plan_[0], groups.replica().rank(), groups.replica().size());

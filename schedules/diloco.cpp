@@ -6,7 +6,7 @@ namespace lowband::schedules {
 
 StreamingDiloco::StreamingDiloco(const SyncSettings& settings, nn::ParamStore& params,
                                  ReplicaGroups& groups)
-    : GradientAveraging(settings, params, groups.replica()), s_(settings), groups_(groups) {
+    : GradientAveraging(settings, params, groups), s_(settings), groups_(groups) {
   // local_sgd is diloco with plain averaging: theta_global - mean(theta_global - theta_local)
   // is the mean of theta_local, and an encoded exchange quantises the small Delta, not the
   // parameters themselves.
@@ -200,10 +200,7 @@ void StreamingDiloco::loadState(const runtime::StateDict& in) {
     f.due = in.value<int64_t>(prefix + "due");
     f.started = in.value<int64_t>(prefix + "started");
     if (codec_ && codec_->errorFeedback()) {
-      const std::span<const uint8_t> r = in.get(prefix + "residual");
-      std::vector<float> residual(r.size() / sizeof(float));
-      in.getFloats(prefix + "residual", residual.data(), static_cast<int64_t>(residual.size()));
-      codec_->setResidual(static_cast<int>(p), std::move(residual));
+      codec_->setResidual(static_cast<int>(p), in.floats(prefix + "residual"));
     }
   }
   const std::span<const uint8_t> order = in.get("sync.in_flight");

@@ -49,13 +49,33 @@ comm::TierBytes GradientSync::wireBytesPerStep() const {
 }
 
 GradientAveraging::GradientAveraging(const SyncSettings& s, nn::ParamStore& params,
-                                     comm::Communicator& comm, bool across_replicas)
+                                     ReplicaGroups& groups, bool world)
     : inner_(s.inner),
       params_(params),
-      grads_(params, comm, s.bucket_bytes, across_replicas ? stats_.outer : stats_.inner) {
-  if (inner_ != InnerMethod::Ddp)
-    zero_ =
-        std::make_unique<ZeroShard>(params, comm, across_replicas ? stats_.outer : stats_.inner);
+      grads_(params, world ? groups.world() : groups.replica(), s.bucket_bytes,
+             world ? stats_.outer : stats_.inner) {
+  codecs_ = groups.gradientCodecs();
+  if (inner_ == InnerMethod::Ddp) return;
+  // The group's levels [0, m); placement tiers inside it (schedules/zero.h).
+  const int m = world ? groups.tiers() : groups.outerTier();
+  const int o = s.shard_optimizer_tier < 0 ? m - 1 : s.shard_optimizer_tier;
+  const int g = inner_ == InnerMethod::Zero1 || s.shard_grads_tier < 0 ? o : s.shard_grads_tier;
+  if (o >= m || g > o)
+    LB_THROW(ScheduleError, "zero placement: optimizer tier " + std::to_string(o) +
+                                " and gradient tier " + std::to_string(g) +
+                                " must satisfy gradient <= optimizer < " + std::to_string(m) +
+                                " (the group's levels)");
+  ExchangeTime& time = world ? stats_.outer : stats_.inner;
+  if (g == m - 1) {  // the whole group: no split, no mirrors
+    comm::Communicator& group = world ? groups.world() : groups.replica();
+    comm::Communicator& one = groups.levels(0, 0, "one rank");
+    zero_ = std::make_unique<ZeroShard>(params, group, one, one, time);
+    return;
+  }
+  zero_ = std::make_unique<ZeroShard>(params, groups.levels(0, g + 1, "gradient shards"),
+                                      groups.levels(g + 1, o + 1, "optimizer split"),
+                                      groups.levels(g + 1, m, "gradient mirrors", true), time);
+  codecs_ = groups.gradientCodecs();  // with the mirrors' codec
 }
 
 void GradientAveraging::beforeOptimizerStep() {
@@ -63,6 +83,7 @@ void GradientAveraging::beforeOptimizerStep() {
     zero_->reduceScatterGradients();
   else
     grads_.wait();
+  for (comm::CodecCommunicator* c : codecs_) c->newRound();  // every exchange of the step landed
 }
 
 std::pair<int64_t, int64_t> GradientAveraging::optimizerRange() const {
@@ -70,11 +91,9 @@ std::pair<int64_t, int64_t> GradientAveraging::optimizerRange() const {
   return {0, params_.size()};
 }
 
-double GradientAveraging::gradientNorm(const nn::Optimizer& optimizer,
-                                       const runtime::Stream& stream) {
+double GradientAveraging::gradientNorm(const runtime::Stream& stream) {
   // zero2: only the own shard is reduced; ddp and zero1 hold the whole mean gradient.
-  if (inner_ == InnerMethod::Zero2)
-    return std::sqrt(zero_->sumOverGroup(optimizer.gradientSquares(stream)));
+  if (inner_ == InnerMethod::Zero2) return std::sqrt(zero_->gradientSquares(stream));
   return std::sqrt(runtime::sumSquares(stream, params_.grads().data<float>(), params_.size()));
 }
 
@@ -96,12 +115,29 @@ void GradientAveraging::saveState(runtime::StateDict& out) {
   out.putValue("sync.outer_steps", stats_.outer_steps);
   out.put("sync.fragment_steps", stats_.fragment_steps.data(),
           stats_.fragment_steps.size() * sizeof(int64_t));
+  // Error-feedback residuals of the gradient codecs, one per tensor of a step's exchange.
+  for (std::size_t i = 0; i < codecs_.size(); ++i) {
+    const comm::CompressedAllReduce& codec = codecs_[i]->codec();
+    if (!codec.errorFeedback()) continue;
+    const std::string prefix = "sync.grad_codec." + std::to_string(i) + ".";
+    out.putValue(prefix + "slots", static_cast<int64_t>(codec.residuals().size()));
+    for (const auto& [slot, r] : codec.residuals())
+      out.putFloats(prefix + std::to_string(slot), r.data(), static_cast<int64_t>(r.size()));
+  }
 }
 
 void GradientAveraging::loadState(const runtime::StateDict& in) {
   stats_.outer_steps = in.value<int64_t>("sync.outer_steps");
   in.getInto("sync.fragment_steps", stats_.fragment_steps.data(),
              stats_.fragment_steps.size() * sizeof(int64_t));
+  for (std::size_t i = 0; i < codecs_.size(); ++i) {
+    comm::CompressedAllReduce& codec = codecs_[i]->codec();
+    if (!codec.errorFeedback()) continue;
+    const std::string prefix = "sync.grad_codec." + std::to_string(i) + ".";
+    const auto slots = in.value<int64_t>(prefix + "slots");
+    for (int64_t slot = 0; slot < slots; ++slot)
+      codec.setResidual(static_cast<int>(slot), in.floats(prefix + std::to_string(slot)));
+  }
 }
 
 GradientSync::GradientSync(nn::ParamStore& params, comm::Communicator& comm, int64_t bucket_bytes,

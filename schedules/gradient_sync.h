@@ -74,16 +74,16 @@ class GradientSync {
 // afterOptimizerStep.
 class GradientAveraging : public Strategy {
  public:
-  // `across_replicas`: the gradients go across replicas (outer ddp), so their time counts
-  // as outer exchange time.
-  GradientAveraging(const SyncSettings& s, nn::ParamStore& params, comm::Communicator& comm,
-                    bool across_replicas = false);
+  // The gradient group is the replica, or with `world` the whole world (outer ddp: the
+  // gradients go across replicas, so their time counts as outer exchange time).
+  GradientAveraging(const SyncSettings& s, nn::ParamStore& params, ReplicaGroups& groups,
+                    bool world = false);
   void onGradsReady(int group) override {
     if (inner_ != InnerMethod::Zero2) grads_.onGradsReady(group);
   }
   void beforeOptimizerStep() override;
   std::pair<int64_t, int64_t> optimizerRange() const override;
-  double gradientNorm(const nn::Optimizer& optimizer, const runtime::Stream& stream) override;
+  double gradientNorm(const runtime::Stream& stream) override;
   const SyncStats& stats() const override { return stats_; }
   comm::TierBytes plannedTraffic(int64_t steps) const override;  // the gradients' share
   // The outer-step counters (what metrics report), shared by every method.
@@ -98,6 +98,8 @@ class GradientAveraging : public Strategy {
   nn::ParamStore& params_;
   GradientSync grads_;
   std::unique_ptr<ZeroShard> zero_;
+  // Gradient codecs whose error-feedback rounds end with each step's exchange.
+  std::vector<comm::CodecCommunicator*> codecs_;
 };
 
 }  // namespace lowband::schedules

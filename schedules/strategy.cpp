@@ -9,7 +9,12 @@
 namespace lowband::schedules {
 
 ReplicaGroups::ReplicaGroups(comm::Topology& topology, comm::Communicator& world, int outer_tier,
-                             const std::map<int, runtime::CodecSpec>& codecs) {
+                             const std::map<int, runtime::CodecSpec>& codecs,
+                             bool codec_error_feedback)
+    : topology_(topology),
+      codecs_(codecs),
+      codec_error_feedback_(codec_error_feedback),
+      outer_tier_(outer_tier) {
   const int L = topology.levels(), t = outer_tier;
   if (t < 0 || t >= L)
     LB_THROW(ScheduleError, "outer tier index " + std::to_string(t) + " outside the " +
@@ -19,38 +24,46 @@ ReplicaGroups::ReplicaGroups(comm::Topology& topology, comm::Communicator& world
       LB_THROW(ScheduleError, "a gradient codec on tier '" + topology.tier(tier).name +
                                   "': codecs apply to the outermost tier of a replica or of "
                                   "the world only");
-  // Level i as the gradient all-reduce sees it (encoded when it has a codec and is the
-  // outermost level of the group).
-  auto levelOf = [&](int i, int end) -> comm::Communicator* {
-    auto codec = codecs.find(i);
-    if (codec == codecs.end() || i != end - 1) return &topology.level(i);
-    owned_.push_back(std::make_unique<comm::CodecCommunicator>(topology.level(i), codec->second));
-    return owned_.back().get();
-  };
-  // Levels [begin, end) as one communicator: none -> local, one -> that tier's (counted,
-  // emulated) link, more -> hierarchical over them with `flat` for the rest.
-  auto over = [&](int begin, int end, comm::Communicator* flat,
-                  const char* name) -> comm::Communicator* {
-    if (begin == end) {
-      owned_.push_back(std::make_unique<comm::LocalCommunicator>());
-    } else if (end - begin == 1) {
-      return begin == t ? &topology.level(begin) : levelOf(begin, end);
-    } else {
-      std::vector<comm::Communicator*> levels;
-      for (int i = begin; i < end; ++i)
-        levels.push_back(begin == t ? &topology.level(i) : levelOf(i, end));
-      owned_.push_back(std::make_unique<comm::HierarchicalCommunicator>(levels, flat, name));
-    }
-    return owned_.back().get();
-  };
-  replica_ = over(0, t, t > 0 ? &topology.inner(t) : nullptr, "replica");
-  across_ = over(t, L, &topology.outer(t), "across replicas");
-  world_ = over(0, L, &world, "world");
+  replica_ = over(0, t, true, t > 0 ? &topology.inner(t) : nullptr, "replica");
+  across_ = over(t, L, false, &topology.outer(t), "across replicas");
+  world_ = over(0, L, true, &world, "world");
   for (int i = L - 1; i >= t; --i) {
     replica_index_ =
         replica_index_ * static_cast<int>(topology.tierSize(i)) + topology.coordinate(i);
     replicas_ *= static_cast<int>(topology.tierSize(i));
   }
+}
+
+comm::Communicator* ReplicaGroups::level(int i, int end, bool encoded) {
+  auto codec = codecs_.find(i);
+  if (!encoded || codec == codecs_.end() || i != end - 1) return &topology_.level(i);
+  auto made = std::make_unique<comm::CodecCommunicator>(topology_.level(i), codec->second,
+                                                        codec_error_feedback_);
+  codecs_made_.push_back(made.get());
+  owned_.push_back(std::move(made));
+  return owned_.back().get();
+}
+
+comm::Communicator* ReplicaGroups::over(int begin, int end, bool encoded, comm::Communicator* flat,
+                                        const std::string& name) {
+  if (begin == end) {
+    owned_.push_back(std::make_unique<comm::LocalCommunicator>());
+  } else if (end - begin == 1) {
+    return level(begin, end, encoded);
+  } else {
+    std::vector<comm::Communicator*> levels;
+    for (int i = begin; i < end; ++i) levels.push_back(level(i, end, encoded));
+    owned_.push_back(std::make_unique<comm::HierarchicalCommunicator>(levels, flat, name));
+  }
+  return owned_.back().get();
+}
+
+comm::Communicator& ReplicaGroups::levels(int begin, int end, const std::string& name,
+                                          bool encoded) {
+  if (end - begin < 2) return *over(begin, end, encoded, nullptr, name);
+  owned_.push_back(topology_.span(begin, end, name));
+  comm::Communicator* flat = owned_.back().get();
+  return *over(begin, end, encoded, flat, name);
 }
 
 namespace {
@@ -59,9 +72,7 @@ namespace {
 class DataParallel : public GradientAveraging {
  public:
   DataParallel(const SyncSettings& s, nn::ParamStore& params, ReplicaGroups& groups)
-      : GradientAveraging(s, params,
-                          s.method == OuterMethod::Ddp ? groups.world() : groups.replica(),
-                          s.method == OuterMethod::Ddp),
+      : GradientAveraging(s, params, groups, s.method == OuterMethod::Ddp),
         world_(s.method == OuterMethod::Ddp) {
     stats_.fragment_steps.assign(1, 0);
   }

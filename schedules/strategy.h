@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/compressed.h"
 #include "comm/topology.h"
 #include "nn/optimizer.h"
 #include "nn/param_store.h"
@@ -40,6 +41,10 @@ enum class ClipMode { Off, Value, Norm };
 
 struct SyncSettings {
   InnerMethod inner = InnerMethod::Ddp;  // over the gradient group (replica; world for outer ddp)
+  // zero1/zero2 placement (schedules/zero.h): the tier index through which the optimizer
+  // state and (zero2) the gradients are split; -1 = the gradient group's outermost level.
+  int shard_optimizer_tier = -1;
+  int shard_grads_tier = -1;
   OuterMethod method = OuterMethod::Ddp;
   int64_t bucket_bytes = 25'000'000;  // inner ddp gradient buckets
   int64_t H = 100;                    // inner steps per outer round
@@ -91,15 +96,39 @@ class ReplicaGroups {
   // (by index) whose gradient all-reduces are encoded; each must be the outermost tier of the
   // replica or of the world (the only level the hierarchical all-reduce all-reduces on).
   // Collective.
+  // `codec_error_feedback`: the codecs keep each gradient tensor's quantisation error and add it
+  // to the next step's (comm::CodecCommunicator).
   ReplicaGroups(comm::Topology& topology, comm::Communicator& world, int outer_tier,
-                const std::map<int, runtime::CodecSpec>& codecs = {});
+                const std::map<int, runtime::CodecSpec>& codecs = {},
+                bool codec_error_feedback = false);
   comm::Communicator& replica() { return *replica_; }  // ranks of this replica
   comm::Communicator& across() { return *across_; }    // same position in every replica
   comm::Communicator& world() { return *world_; }      // every rank (outer ddp)
   int replicaIndex() const { return replica_index_; }
   int replicas() const { return replicas_; }
+  int outerTier() const { return outer_tier_; }     // replica = levels [0, outerTier())
+  int tiers() const { return topology_.levels(); }  // world = levels [0, tiers())
+  // The ranks that differ only in levels [begin, end) of the topology, as one communicator: a
+  // level's link, or hierarchical over several; with `encoded`, all-reduces on the outermost
+  // level go through its gradient codec. Collective: every rank asks for the same spans in the
+  // same order.
+  comm::Communicator& levels(int begin, int end, const std::string& name, bool encoded = false);
+  // The encoded levels made so far (gradient codecs), in the order they were made.
+  const std::vector<comm::CodecCommunicator*>& gradientCodecs() const { return codecs_made_; }
 
  private:
+  // Level i of a group ending at level `end`: its link, encoded by the level's codec when
+  // `encoded` and it is the group's outermost level.
+  comm::Communicator* level(int i, int end, bool encoded);
+  // Levels [begin, end): none -> local, one -> that level, more -> hierarchical with `flat`.
+  comm::Communicator* over(int begin, int end, bool encoded, comm::Communicator* flat,
+                           const std::string& name);
+
+  comm::Topology& topology_;
+  std::map<int, runtime::CodecSpec> codecs_;
+  bool codec_error_feedback_;
+  std::vector<comm::CodecCommunicator*> codecs_made_;
+  int outer_tier_;
   std::vector<std::unique_ptr<comm::Communicator>> owned_;
   comm::Communicator* replica_ = nullptr;
   comm::Communicator* across_ = nullptr;
@@ -116,7 +145,7 @@ class Strategy {
   // The part of the flat buffers this rank's optimizer updates (all of it unless ZeRO), and
   // the norm of the group's mean gradient, for clipping (collective under zero2).
   virtual std::pair<int64_t, int64_t> optimizerRange() const = 0;
-  virtual double gradientNorm(const nn::Optimizer& optimizer, const runtime::Stream& stream) = 0;
+  virtual double gradientNorm(const runtime::Stream& stream) = 0;
   virtual void afterOptimizerStep(int64_t step) = 0;  // step: 0-based index of the step done
   virtual void finish() = 0;
   // Writes the parameters evaluation uses (theta_global; the replica's own where there is no

@@ -2,49 +2,73 @@
 
 #include <algorithm>
 
+#include "runtime/nn_ops.h"
 #include "schedules/gradient_sync.h"
 
 namespace lowband::schedules {
 
-ZeroShard::ZeroShard(nn::ParamStore& params, comm::Communicator& group, ExchangeTime& time)
-    : params_(params), group_(group), time_(time) {
-  const int64_t n = params.size(), k = group.size(), align = nn::ParamStore::kAlign;
-  stride_ = ((n + k - 1) / k + align - 1) / align * align;
-  begin_ = std::min(n, group.rank() * stride_);
+ZeroShard::ZeroShard(nn::ParamStore& params, comm::Communicator& grads_group,
+                     comm::Communicator& split, comm::Communicator& mirrors, ExchangeTime& time)
+    : params_(params), grads_group_(grads_group), split_(split), mirrors_(mirrors), time_(time) {
+  const int64_t n = params.size(), g = grads_group.size(), p = split.size();
+  const int64_t align = nn::ParamStore::kAlign;
+  stride_ = ((n + g * p - 1) / (g * p) + align - 1) / align * align;
+  grad_stride_ = p * stride_;
+  grad_begin_ = std::min(n, grads_group.rank() * grad_stride_);
+  grad_end_ = std::min(n, grad_begin_ + grad_stride_);
+  begin_ = std::min(n, grad_begin_ + split.rank() * stride_);
   end_ = std::min(n, begin_ + stride_);
-  padded_.assign(static_cast<std::size_t>(k * stride_), 0.0f);
+  padded_.assign(static_cast<std::size_t>(g * grad_stride_), 0.0f);
+  grad_shard_.assign(static_cast<std::size_t>(grad_stride_), 0.0f);
   own_.assign(static_cast<std::size_t>(stride_), 0.0f);
 }
 
 void ZeroShard::reduceScatterGradients() {
-  const float* g = params_.grads().data<float>();
+  float* g = params_.grads().data<float>();
   std::copy_n(g, params_.size(), padded_.begin());  // the tail beyond N stays 0
-  Exchange e = startExchange(
-      group_.reduceScatterAsync(padded_.data(), own_.data(), stride_, comm::ReduceOp::Avg));
+  Exchange e = startExchange(grads_group_.reduceScatterAsync(padded_.data(), grad_shard_.data(),
+                                                             grad_stride_, comm::ReduceOp::Avg));
   land(e, time_);
-  std::copy_n(own_.data(), end_ - begin_, params_.grads().data<float>() + begin_);
+  if (mirrors_.size() > 1) {
+    e = startExchange(
+        mirrors_.allReduceAsync(grad_shard_.data(), grad_stride_, comm::ReduceOp::Avg));
+    land(e, time_);
+  }
+  std::copy_n(grad_shard_.data(), grad_end_ - grad_begin_, g + grad_begin_);
 }
 
-void ZeroShard::allGatherParameters() {
-  float* p = params_.params().data<float>();
-  std::fill(own_.begin(), own_.end(), 0.0f);
-  std::copy_n(p + begin_, end_ - begin_, own_.begin());
-  Exchange e = startExchange(group_.allGatherAsync(own_.data(), padded_.data(), stride_));
-  land(e, time_);
-  std::copy_n(padded_.data(), params_.size(), p);
-}
-
-double ZeroShard::sumOverGroup(double own) {
-  float v = static_cast<float>(own);
-  group_.allReduce(&v, 1);
+double ZeroShard::gradientSquares(const runtime::Stream& stream) {
+  float v = static_cast<float>(runtime::sumSquares(
+      stream, params_.grads().data<float>() + grad_begin_, grad_end_ - grad_begin_));
+  grads_group_.allReduce(&v, 1);
   return v;
 }
 
+void ZeroShard::allGatherParameters() {
+  float* theta = params_.params().data<float>();
+  if (split_.size() > 1) {
+    std::fill(own_.begin(), own_.end(), 0.0f);
+    std::copy_n(theta + begin_, end_ - begin_, own_.begin());
+    Exchange e = startExchange(split_.allGatherAsync(own_.data(), grad_shard_.data(), stride_));
+    land(e, time_);
+  } else {
+    std::fill(grad_shard_.begin(), grad_shard_.end(), 0.0f);
+    std::copy_n(theta + grad_begin_, grad_end_ - grad_begin_, grad_shard_.begin());
+  }
+  Exchange e =
+      startExchange(grads_group_.allGatherAsync(grad_shard_.data(), padded_.data(), grad_stride_));
+  land(e, time_);
+  std::copy_n(padded_.data(), params_.size(), theta);
+}
+
 comm::TierBytes ZeroShard::wireBytesPerStep(bool reduce_scatter) const {
-  comm::TierBytes out = group_.wireBytes(comm::Collective::AllGather, stride_);
+  comm::TierBytes out = grads_group_.wireBytes(comm::Collective::AllGather, grad_stride_);
+  comm::addTraffic(out, split_.wireBytes(comm::Collective::AllGather, stride_));
   if (reduce_scatter) {
-    comm::addTraffic(out, group_.wireBytes(comm::Collective::ReduceScatter, stride_));
-    comm::addTraffic(out, group_.wireBytes(comm::Collective::AllReduce, 1));  // the norm
+    comm::addTraffic(out, grads_group_.wireBytes(comm::Collective::ReduceScatter, grad_stride_));
+    if (mirrors_.size() > 1)
+      comm::addTraffic(out, mirrors_.wireBytes(comm::Collective::AllReduce, grad_stride_));
+    comm::addTraffic(out, grads_group_.wireBytes(comm::Collective::AllReduce, 1));  // the norm
   }
   return out;
 }

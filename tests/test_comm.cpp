@@ -215,6 +215,26 @@ TEST_F(Comm, HierarchicalCollectivesEqualFlatOnes) {
       world->allGather(f.data(), gf.data(), n);
       ASSERT_EQ(gh, gf) << "all-gather n " << n;
     }
+    // Byte exchanges (encoded tensors): the same bytes as flat, and each tier's counter sees
+    // what wireBytes plans.
+    for (int64_t bytes : {int64_t{1}, int64_t{13}, int64_t{1000}}) {
+      const std::map<std::string, OpTraffic> before = topo.tierTraffic();
+      std::vector<uint8_t> in(p * bytes), h(p * bytes), f(p * bytes);
+      for (int64_t i = 0; i < p * bytes; ++i)
+        in[i] = static_cast<uint8_t>(world->rank() * 31 + i * 7);
+      hier.allToAllBytesAsync(in.data(), h.data(), bytes)->wait();
+      world->allToAllBytesAsync(in.data(), f.data(), bytes)->wait();
+      ASSERT_EQ(h, f) << "byte all-to-all " << bytes;
+      hier.allGatherBytesAsync(in.data(), h.data(), bytes)->wait();
+      world->allGatherBytesAsync(in.data(), f.data(), bytes)->wait();
+      ASSERT_EQ(h, f) << "byte all-gather " << bytes;
+      TierBytes planned = hier.wireBytes(Collective::AllToAllBytes, bytes);
+      addTraffic(planned, hier.wireBytes(Collective::AllGatherBytes, bytes));
+      for (const auto& [tier, t] : topo.tierTraffic()) {
+        const double sent = t.bytes_sent - before.at(tier).bytes_sent;
+        EXPECT_EQ(sent, planned.count(tier) ? planned.at(tier) : 0.0) << tier << ", " << bytes;
+      }
+    }
     // Non-integer data: equal up to summation order.
     std::vector<float> a(3333), b(3333);
     for (int64_t i = 0; i < 3333; ++i) a[i] = b[i] = std::sin(0.1f * i + world->rank());
@@ -307,7 +327,11 @@ TEST_F(Comm, CompressedAllReduceChunksLargeTensors) {
   std::vector<float> x(n);
   for (int64_t i = 0; i < n; ++i) x[i] = 1.0f + static_cast<float>(i % 7);
   fp4.allReduce(x.data(), n, ReduceOp::Avg, 3);
-  ASSERT_EQ(static_cast<int64_t>(fp4.residual(3).size()), n);
+  // The residual: n contributed values, then the shard this rank reduces of every chunk.
+  int64_t owned = 0;
+  const int64_t len = (n + 3) / 4;
+  for (int64_t begin = 0; begin < n; begin += len) owned += fp4.shardSize(std::min(len, n - begin));
+  ASSERT_EQ(static_cast<int64_t>(fp4.residual(3).size()), n + owned);
   for (int64_t i : {int64_t{0}, CompressedAllReduce::kChunkValues + 1, n - 1})
     EXPECT_NEAR(x[i], 1.0f + static_cast<float>(i % 7), (1.0f + static_cast<float>(i % 7)) / 2)
         << i;
@@ -326,12 +350,47 @@ TEST(CompressedAllReduce, ErrorFeedbackCarriesWhatWasDropped) {
     car.allReduce(y.data(), n);
     for (int64_t i = 0; i < n; ++i) sent_total[i] += y[i];
   }
+  // One rank reduces the whole tensor: its residual is n contributed values, then n reduced.
+  const std::vector<float>& r = car.residual();
+  ASSERT_EQ(r.size(), static_cast<std::size_t>(2 * n));
   for (int64_t i = 0; i < n; ++i)
-    ASSERT_NEAR(sent_total[i] + car.residual()[i], calls * x[i],
-                1e-3 * calls * (1 + std::fabs(x[i])))
+    ASSERT_NEAR(sent_total[i] + r[i] + r[n + i], calls * x[i], 1e-3 * calls * (1 + std::fabs(x[i])))
         << i;
   std::vector<float> wrong(n + 1);
   EXPECT_THROW(car.allReduce(wrong.data(), n + 1), CommError);  // residual is per tensor size
+}
+
+// A gradient codec with error feedback keys each all-reduce by its place in the round, so the
+// two tensors of every round (of different sizes, as a step's buckets are) keep a residual
+// each: over the rounds, what was sent plus the residual adds up to everything put in.
+TEST(CodecCommunicator, ErrorFeedbackKeepsOneResidualPerTensorOfARound) {
+  LocalCommunicator local;
+  CodecCommunicator codec(local, {runtime::Codec::Topk, 64, 0.25}, true);
+  const std::vector<float> a = noisy(1, 256), b = noisy(2, 100);
+  std::vector<float> sent_a(a.size(), 0.0f), sent_b(b.size(), 0.0f);
+  const int rounds = 10;
+  for (int k = 0; k < rounds; ++k) {
+    std::vector<float> ya = a, yb = b;
+    auto wa = codec.allReduceAsync(ya.data(), static_cast<int64_t>(ya.size()), ReduceOp::Sum);
+    auto wb = codec.allReduceAsync(yb.data(), static_cast<int64_t>(yb.size()), ReduceOp::Sum);
+    wa->wait();
+    wb->wait();
+    codec.newRound();
+    for (std::size_t i = 0; i < a.size(); ++i) sent_a[i] += ya[i];
+    for (std::size_t i = 0; i < b.size(); ++i) sent_b[i] += yb[i];
+  }
+  ASSERT_EQ(codec.codec().residuals().size(), 2u);
+  auto expectTracked = [&](int slot, const std::vector<float>& x, const std::vector<float>& sent) {
+    // Contributed values, then the reduced shard (padded to whole codec blocks).
+    const std::vector<float>& r = codec.codec().residual(slot);
+    ASSERT_GE(r.size(), 2 * x.size());
+    for (std::size_t i = 0; i < x.size(); ++i)
+      ASSERT_NEAR(sent[i] + r[i] + r[x.size() + i], rounds * x[i],
+                  1e-3 * rounds * (1 + std::fabs(x[i])))
+          << "slot " << slot << ", " << i;
+  };
+  expectTracked(0, a, sent_a);
+  expectTracked(1, b, sent_b);
 }
 
 double secondsSince(Clock::time_point t) {

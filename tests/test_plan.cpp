@@ -6,6 +6,7 @@
 
 #include "launcher/config.h"
 #include "launcher/plan.h"
+#include "launcher/setup.h"
 #include "tests/test_support.h"
 
 namespace lowband::launcher {
@@ -96,6 +97,50 @@ TEST(Plan, AutoTakesTheFirstCandidateThatReachesTheTarget) {
                   .predicted_utilization,
               0.9);
   }
+}
+
+// Per NIC class links (tiers[].classes): a group over the tier runs at its slowest member's
+// class link (the tier's own numbers for an unlisted class); the plan takes the slowest group.
+TEST(Plan, PerClassLinksRunAtTheSlowestMember) {
+  const std::string yaml =
+      "run: {steps: 100, checkpoint_every: 0}\n"
+      "device: cpu\n"
+      "model: {kind: gpt, n_layer: 2, d_model: 64, n_head: 4, seq_len: 32, vocab: 256}\n"
+      "data: {train: unused.bin, batch_size: 4}\n"
+      "topology:\n  ranks_per_host: 2\n"
+      "  hosts: [{match: host0, nic: infiniband}, {match: '*', nic: ethernet}]\n"
+      "  tiers:\n"
+      "    - {name: node, size: 2, bandwidth: 10Gbit, latency: 10us,\n"
+      "       classes: [{nic: infiniband, bandwidth: 100Gbit, latency: 2us}]}\n"
+      "    - {name: wan, size: rest, bandwidth: 100Mbit, latency: 20ms}\n"
+      "sync: {outer: {method: diloco, H: 50}}\n";
+  const Config c = parseConfig(yaml, "classes.yaml", {.world = 4});
+  const std::vector<std::string> split = {"infiniband", "infiniband", "ethernet", "ethernet"};
+  const auto ib = tierSpecs(c, split, 1), eth = tierSpecs(c, split, 2);
+  EXPECT_DOUBLE_EQ(ib[0].bandwidth, 12.5e9);
+  EXPECT_DOUBLE_EQ(ib[0].latency, 2e-6);
+  EXPECT_DOUBLE_EQ(eth[0].bandwidth, 1.25e9);  // ethernet is not listed: the tier's own
+  EXPECT_DOUBLE_EQ(eth[0].latency, 10e-6);
+  EXPECT_DOUBLE_EQ(ib[1].bandwidth, 12.5e6);  // no classes: the same for everyone
+  // A group that mixes the classes runs at the slower one.
+  const auto mixed = tierSpecs(c, {"infiniband", "ethernet", "infiniband", "ethernet"}, 0);
+  EXPECT_DOUBLE_EQ(mixed[0].bandwidth, 1.25e9);
+  EXPECT_DOUBLE_EQ(mixed[0].latency, 10e-6);
+  EXPECT_DOUBLE_EQ(slowestTierSpecs(c, split)[0].bandwidth, 1.25e9);
+  EXPECT_DOUBLE_EQ(tierSpecs(c)[0].bandwidth, 1.25e9);  // no islands: the tier's own
+  // The plan: host0 (ranks 0, 1) is InfiniBand, host1 Ethernet; the node tier at Ethernet's.
+  PlanOptions o;
+  o.world = 4;
+  o.step_time = 0.05;
+  const Plan p = makePlan(c, o);
+  EXPECT_NE(p.islands.find("infiniband"), std::string::npos) << p.islands;
+  EXPECT_DOUBLE_EQ(p.tiers[0].bandwidth, 1.25e9);
+  EXPECT_DOUBLE_EQ(p.tiers[0].latency, 10e-6);
+  // Listing a class without host rules, or twice, is a clear error.
+  EXPECT_THROW(
+      parseConfig(yaml.substr(0, yaml.find("  hosts:")) + yaml.substr(yaml.find("  tiers:")),
+                  "classes.yaml", {.world = 4}),
+      ConfigError);
 }
 
 TEST(Plan, WorldMustFitTheTiers) {

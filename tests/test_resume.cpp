@@ -207,7 +207,13 @@ INSTANTIATE_TEST_SUITE_P(
         Method{"co2",
                "{outer: {method: co2, H: 6, penalty: gap, clip: {mode: value, threshold: 0.5}}}"},
         Method{"zero1_ddp", "{inner: {method: zero1}, outer: {method: ddp}}"},
-        Method{"zero2_diloco", "{inner: {method: zero2}, outer: {method: diloco, H: 6}}"}),
+        Method{"zero2_diloco", "{inner: {method: zero2}, outer: {method: diloco, H: 6}}"},
+        // int8 gradients on the wan with error feedback: residuals carried through the resume.
+        Method{"ddp_int8_ef",
+               "{inner: {codec: {wan: int8}, error_feedback: true}, outer: {method: ddp}}"},
+        Method{"zero2_node_int8_ef",
+               "{inner: {method: zero2, shard: {optimizer: node}, codec: {wan: int8}, "
+               "error_feedback: true}, outer: {method: ddp}}"}),
     [](const testing::TestParamInfo<Method>& i) { return std::string(i.param.name); });
 
 TEST(Resume, AutoPassesOverIncompleteAndCorruptCheckpoints) {

@@ -70,10 +70,10 @@ class Replica {
       : Replica(world, {{"node", replica_ranks}, {"wan", 0}}, 1, s, opt, layers) {}
   Replica(comm::MpiCommunicator& world, const std::vector<comm::TierSpec>& tiers, int outer_tier,
           const SyncSettings& s, const nn::OptimizerSettings& opt, int64_t layers = 4,
-          const std::map<int, runtime::CodecSpec>& codecs = {})
+          const std::map<int, runtime::CodecSpec>& codecs = {}, bool codec_error_feedback = false)
       : rank_(world.rank()),
         topology_(world, tiers),
-        groups_(topology_, world, outer_tier, codecs),
+        groups_(topology_, world, outer_tier, codecs, codec_error_feedback),
         model_(tinyShape(layers), runtime::Device::cpu()) {
     model_.params().initialize(7, stream_);
     strategy_ = makeStrategy(s, model_.params(), groups_);
@@ -91,7 +91,7 @@ class Replica {
     model_.forward(stream_, {tokens.data(), nullptr, targets.data(), kRows, kSeq});
     model_.backward(stream_);
     strategy_->beforeOptimizerStep();
-    optimizer_->apply(stream_, i, strategy_->gradientNorm(*optimizer_, stream_));
+    optimizer_->apply(stream_, i, strategy_->gradientNorm(stream_));
     before_outer();
     strategy_->afterOptimizerStep(i);
   }
@@ -178,6 +178,30 @@ void expectClose(const std::vector<float>& a, const std::vector<float>& b, float
     if (err > worst) worst = err, at = static_cast<int64_t>(i);
   }
   EXPECT_LE(worst, rel) << what << ": element " << at << ": " << a[at] << " vs " << b[at];
+}
+
+// Every tier's counted bytes equal the strategy's plan for `steps` steps.
+void expectCountedAsPlanned(Replica& r, int64_t steps, const std::string& what) {
+  const comm::TierBytes planned = r.strategy().plannedTraffic(steps);
+  for (const auto& [tier, t] : r.tierTraffic()) {
+    const double want = planned.count(tier) ? planned.at(tier) : 0.0;
+    EXPECT_NEAR(t.bytes_sent, want, 1e-9 * std::max(1.0, want)) << what << ", tier " << tier;
+  }
+}
+
+// Steps 0 .. steps-1 of every replica setup, side by side (their collectives interleave in the
+// same order on every rank).
+void stepTogether(std::initializer_list<Replica*> setups, int64_t steps) {
+  for (int64_t i = 0; i < steps; ++i)
+    for (Replica* r : setups) r->step(i);
+}
+
+// An int8 run's parameters differ from the f32 run's, by less than the codec's error allows.
+void expectInt8Close(const std::vector<float>& f32, const std::vector<float>& int8) {
+  float diff = 0;
+  for (std::size_t i = 0; i < f32.size(); ++i) diff = std::max(diff, std::fabs(f32[i] - int8[i]));
+  EXPECT_GT(diff, 0.0f) << "int8 gradients should not be lossless";
+  EXPECT_LT(diff, 5e-3f) << "int8 gradients should stay close to f32 ones";
 }
 
 TEST_F(Schedules, FragmentPlansTileTheModel) {
@@ -560,11 +584,7 @@ TEST_F(Schedules, ZeroEqualsDdpOverOneTwoAndThreeTiers) {
         EXPECT_EQ(sharded.optimizer().state().numel(),
                   (is_adam ? 2 : 1) * std::max<int64_t>(1, end - begin))
             << what;
-        const comm::TierBytes planned = sharded.strategy().plannedTraffic(5);
-        for (const auto& [tier, t] : sharded.tierTraffic()) {
-          const double want = planned.count(tier) ? planned.at(tier) : 0.0;
-          EXPECT_NEAR(t.bytes_sent, want, 1e-9 * std::max(1.0, want)) << what << ", tier " << tier;
-        }
+        expectCountedAsPlanned(sharded, 5, what);
       }
     }
 }
@@ -578,15 +598,95 @@ TEST_F(Schedules, HierarchicalZero2KeepsTheSlowTierToOneKth) {
   s.inner = InnerMethod::Zero2;
   Replica layered(*world, {{"node", 2}, {"slow", 0}}, 1, s, plainSgd(), 3);
   Replica flat(*world, {{"slow", 0}}, 0, s, plainSgd(), 3);
-  for (int64_t i = 0; i < 2; ++i) {
-    layered.step(i);
-    flat.step(i);
-  }
+  stepTogether({&layered, &flat}, 2);
   const double layered_bytes = layered.tierTraffic().at("slow").bytes_sent;
   const double flat_bytes = flat.tierTraffic().at("slow").bytes_sent;
   EXPECT_GT(layered_bytes, 0);
   EXPECT_LE(layered_bytes, flat_bytes / 2) << layered_bytes << " vs flat " << flat_bytes;
   expectClose(layered.params(), flat.params(), 2e-5f, "layered vs flat zero2");
+}
+
+// Shards placed below the replica (schedules/zero.h) on 4 ranks laid out node 2 x rack 2: the
+// optimizer split over the node only (replicated across the rack), and zero2's gradient shards
+// on the node with the optimizer over the whole replica. Each trains like ddp, holds the state
+// of its shard (1/2 or 1/4), the counters match the plan, and with the optimizer on the node the
+// rack carries no parameter all-gather (the same rack bytes as ddp's gradient all-reduce).
+TEST_F(Schedules, ZeroShardsPlacedBelowTheReplica) {
+  if (world->size() != 4) GTEST_SKIP() << "needs 4 ranks (2 nodes of 2)";
+  struct Case {
+    std::vector<comm::TierSpec> tiers;
+    int outer_tier;
+    OuterMethod method;
+    InnerMethod inner;
+    int optimizer_tier, grads_tier, k;  // k: ranks the optimizer state is split over
+  };
+  const std::vector<comm::TierSpec> replica4 = {{"node", 2}, {"rack", 2}, {"wan", 0}};
+  const std::vector<comm::TierSpec> world4 = {{"node", 2}, {"rack", 0}};
+  const std::vector<Case> cases = {
+      {replica4, 2, OuterMethod::LocalSgd, InnerMethod::Zero1, 0, 0, 2},
+      {replica4, 2, OuterMethod::LocalSgd, InnerMethod::Zero2, 0, 0, 2},
+      {replica4, 2, OuterMethod::LocalSgd, InnerMethod::Zero2, 1, 0, 4},
+      {world4, 1, OuterMethod::Ddp, InnerMethod::Zero2, 0, 0, 2},  // outer ddp: the world
+  };
+  nn::OptimizerSettings opt = plainSgd();
+  opt.momentum = 0.9f;
+  opt.grad_clip = 0.05f;  // active: the norm combined over the gradient shards
+  for (const Case& c : cases) {
+    SyncSettings ddp = settingsOf(c.method, 1000);
+    Replica reference(*world, c.tiers, c.outer_tier, ddp, opt, 3);
+    SyncSettings zero = ddp;
+    zero.inner = c.inner;
+    zero.shard_optimizer_tier = c.optimizer_tier;
+    zero.shard_grads_tier = c.grads_tier;
+    Replica sharded(*world, c.tiers, c.outer_tier, zero, opt, 3);
+    for (int64_t i = 0; i < 4; ++i) {
+      reference.step(i);
+      sharded.step(i);
+    }
+    const std::string what = std::string(c.inner == InnerMethod::Zero1 ? "zero1" : "zero2") +
+                             " optimizer on tier " + std::to_string(c.optimizer_tier) +
+                             ", grads on tier " + std::to_string(c.grads_tier);
+    const std::string rack = c.tiers[1].name;
+    if (c.optimizer_tier == 0 && c.inner == InnerMethod::Zero1) {
+      EXPECT_EQ(sharded.tierTraffic().at(rack).bytes_sent,
+                reference.tierTraffic().at(rack).bytes_sent)
+          << what << ": the rack should carry only the gradients";
+    }
+    reference.strategy().finish();
+    sharded.strategy().finish();
+    expectCountedAsPlanned(sharded, 4, what);  // a run ending in finish()
+    expectClose(sharded.params(), reference.params(), 2e-5f, what.c_str());
+    const auto [begin, end] = sharded.strategy().optimizerRange();
+    const int64_t size = sharded.store().size();
+    EXPECT_LE(end - begin, (size + c.k - 1) / c.k + nn::ParamStore::kAlign) << what;
+    // The shards tile the buffer once per copy of the optimizer state (world / k copies).
+    float covered = static_cast<float>(end - begin);
+    world->allReduce(&covered, 1);
+    EXPECT_EQ(static_cast<int64_t>(covered), size * world->size() / c.k) << what;
+    EXPECT_EQ(sharded.optimizer().state().numel(), std::max<int64_t>(1, end - begin)) << what;
+  }
+}
+
+// zero2 with its gradient shards on the node and an int8 codec on the rack (ZeRO++ qgZ's
+// layout): the rack all-reduces 1/2-sized gradient shards encoded, under a third of the f32
+// bytes, within the codec's error of f32, counted == planned.
+TEST_F(Schedules, Zero2GradientShardsEncodedOnTheSlowTier) {
+  if (world->size() != 4) GTEST_SKIP() << "needs 4 ranks (2 nodes of 2)";
+  const std::vector<comm::TierSpec> tiers = {{"node", 2}, {"rack", 2}, {"wan", 0}};
+  SyncSettings s = settingsOf(OuterMethod::LocalSgd, 1000);
+  s.inner = InnerMethod::Zero2;
+  s.shard_optimizer_tier = s.shard_grads_tier = 0;
+  Replica f32(*world, tiers, 2, s, plainSgd(), 3);
+  Replica int8(*world, tiers, 2, s, plainSgd(), 3, {{1, {runtime::Codec::Int8, 64, 0}}});
+  stepTogether({&f32, &int8}, 3);
+  const double f32_bytes = f32.tierTraffic().at("rack").bytes_sent;
+  const double int8_bytes = int8.tierTraffic().at("rack").bytes_sent;
+  EXPECT_GT(int8_bytes, 0);
+  EXPECT_LT(int8_bytes, f32_bytes / 3) << int8_bytes << " vs f32 " << f32_bytes;
+  f32.strategy().finish();
+  int8.strategy().finish();
+  expectCountedAsPlanned(int8, 3, "int8");
+  expectInt8Close(f32.params(), int8.params());
 }
 
 // An int8 gradient codec on the replica's outermost tier (ZeRO++ qgZ's idea: quantise only on
@@ -602,26 +702,63 @@ TEST_F(Schedules, GradientCodecOnTheSlowTierOfTheReplica) {
   SyncSettings s = settingsOf(OuterMethod::LocalSgd, 1000);  // replicas of the whole world
   Replica f32(*world, tiers, outer, s, plainSgd(), 3);
   Replica int8(*world, tiers, outer, s, plainSgd(), 3, {{slow, {runtime::Codec::Int8, 64, 0}}});
-  for (int64_t i = 0; i < 3; ++i) {
-    f32.step(i);
-    int8.step(i);
-  }
+  stepTogether({&f32, &int8}, 3);
   // The gradients' bytes (finish() adds an f32 parameter gather inside the replica).
   const double f32_bytes = f32.tierTraffic().at("rack").bytes_sent;
   const double int8_bytes = int8.tierTraffic().at("rack").bytes_sent;
   EXPECT_LT(int8_bytes, f32_bytes / 3) << int8_bytes << " vs f32 " << f32_bytes;
   f32.strategy().finish();
   int8.strategy().finish();
-  const std::vector<float> a = f32.params(), b = int8.params();
-  float diff = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::fabs(a[i] - b[i]));
-  EXPECT_GT(diff, 0.0f) << "int8 gradients should not be lossless";
-  EXPECT_LT(diff, 5e-3f) << "int8 gradients should stay close to f32 ones";
-  const comm::TierBytes planned = int8.strategy().plannedTraffic(3);
-  for (const auto& [tier, t] : int8.tierTraffic()) {
-    const double want = planned.count(tier) ? planned.at(tier) : 0.0;
-    EXPECT_NEAR(t.bytes_sent, want, 1e-9 * std::max(1.0, want)) << "tier " << tier;
-  }
+  expectInt8Close(f32.params(), int8.params());
+  expectCountedAsPlanned(int8, 3, "int8");
+}
+
+// Error feedback on a gradient codec (int4 on the replica's slow tier): under plain SGD,
+// theta = theta_0 - lr sum_t g_t, so carrying what each step's encoding dropped into the next
+// step keeps the parameters nearer the f32 run's than dropping it; counted == planned.
+TEST_F(Schedules, GradientCodecErrorFeedbackTracksF32) {
+  const int n = world->size();
+  const std::vector<comm::TierSpec> tiers =
+      n == 4 ? std::vector<comm::TierSpec>{{"node", 2}, {"rack", 2}, {"wan", 0}}
+             : std::vector<comm::TierSpec>{{"rack", 2}, {"wan", 0}};
+  const int outer = n == 4 ? 2 : 1;
+  const std::map<int, runtime::CodecSpec> int4 = {{outer - 1, {runtime::Codec::Int4, 64, 0}}};
+  SyncSettings s = settingsOf(OuterMethod::LocalSgd, 1000);
+  s.bucket_bytes = 16 << 10;  // several tensors per step, each with its own residual
+  nn::OptimizerSettings sgd = plainSgd();
+  sgd.lr = 0.05f;  // small steps: the runs stay close, the dropped error is what differs
+  Replica f32(*world, tiers, outer, s, sgd, 3);
+  Replica plain(*world, tiers, outer, s, sgd, 3, int4);
+  Replica fed(*world, tiers, outer, s, sgd, 3, int4, true);
+  stepTogether({&f32, &plain, &fed}, 8);
+  auto distance = [&](Replica& r) {
+    const std::vector<float> a = f32.params(), b = r.params();
+    double d = 0;
+    for (std::size_t j = 0; j < a.size(); ++j) d += double(a[j] - b[j]) * double(a[j] - b[j]);
+    return std::sqrt(d);
+  };
+  const double with = distance(fed), without = distance(plain);
+  EXPECT_GT(with, 0);
+  EXPECT_LT(with, 0.7 * without) << "error feedback " << with << " vs none " << without;
+  f32.strategy().finish();
+  fed.strategy().finish();
+  expectCountedAsPlanned(fed, 8, "int4 with error feedback");
+}
+
+// An encoded outer exchange across replicas that span two tiers (one-rank replicas over rack x
+// wan): its byte all-to-all and all-gather run tier by tier, so both tiers' counters see them
+// and match the plan.
+TEST_F(Schedules, EncodedOuterExchangeOverTwoTiersIsCountedOnEach) {
+  if (world->size() != 4) GTEST_SKIP() << "needs 4 ranks (2 x 2)";
+  SyncSettings s = settingsOf(OuterMethod::Diloco, 2);
+  s.codec = {runtime::Codec::Fp4, 64, 0};
+  Replica r(*world, {{"rack", 2}, {"wan", 0}}, 0, s, plainSgd(), 3);
+  for (int64_t i = 0; i < 4; ++i) r.step(i);
+  r.strategy().finish();
+  const auto traffic = r.tierTraffic();
+  EXPECT_GT(traffic.at("rack").bytes_sent, 0);
+  EXPECT_GT(traffic.at("wan").bytes_sent, 0);
+  expectCountedAsPlanned(r, 4, "fp4 across rack x wan");
 }
 
 }  // namespace
