@@ -48,6 +48,62 @@ std::shared_ptr<Work> CompressedAllReduce::allReduceAsync(float* data, int64_t n
   return worker_.submit([=, this] { run(data, n, op, slot); });
 }
 
+std::vector<float>* CompressedAllReduce::residualFor(int slot, int64_t n) {
+  if (!error_feedback_) return nullptr;
+  std::vector<float>* residual = &residuals_.find(slot)->second;
+  if (residual->empty()) residual->assign(n, 0.0f);
+  if (static_cast<int64_t>(residual->size()) != n)
+    LB_THROW(CommError, "error feedback needs the same tensor size on every call of a slot (" +
+                            std::to_string(residual->size()) + " then " + std::to_string(n) +
+                            " residual values)");
+  return residual;
+}
+
+TierBytes CompressedAllReduce::reduceScatterWireBytes(int64_t n) const {
+  const int64_t padded = (n + spec_.block - 1) / spec_.block * spec_.block;
+  const int64_t slot = (static_cast<int64_t>(runtime::encodedBytes(spec_, padded)) + 15) / 16 * 16;
+  return comm_.wireBytes(Collective::AllToAllBytes, slot);
+}
+
+std::shared_ptr<Work> CompressedAllReduce::reduceScatterAsync(const float* in, float* out,
+                                                              int64_t n, ReduceOp op, int slot) {
+  if (error_feedback_) residuals_[slot];  // the map changes only on the caller's thread
+  return worker_.submit([=, this] { runReduceScatter(in, out, n, op, slot); });
+}
+
+void CompressedAllReduce::runReduceScatter(const float* in, float* out, int64_t n, ReduceOp op,
+                                           int slot) {
+  const int64_t p = comm_.size();
+  const runtime::Stream host;
+  const int64_t padded = (n + spec_.block - 1) / spec_.block * spec_.block;
+  const auto bytes = static_cast<int64_t>(runtime::encodedBytes(spec_, padded));
+  const int64_t enc = (bytes + 15) / 16 * 16;
+  std::vector<float>* residual = residualFor(slot, p * n);
+  x_.assign(padded, 0.0f);
+  send_.resize(p * enc);
+  recv_.resize(p * enc);
+  for (int64_t j = 0; j < p; ++j) {  // block j, plus what its last encoding dropped
+    std::copy_n(in + j * n, n, x_.begin());
+    if (residual)
+      for (int64_t i = 0; i < n; ++i) x_[i] += (*residual)[j * n + i];
+    uint8_t* wire = send_.data() + j * enc;
+    runtime::encode(host, spec_, x_.data(), padded, wire);
+    if (residual) {
+      reduced_.resize(padded);
+      runtime::decode(host, spec_, wire, padded, reduced_.data());
+      for (int64_t i = 0; i < n; ++i) (*residual)[j * n + i] = x_[i] - reduced_[i];
+    }
+  }
+  comm_.allToAllBytesAsync(send_.data(), recv_.data(), enc)->wait();
+  reduced_.assign(padded, 0.0f);
+  for (int64_t r = 0; r < p; ++r) {
+    runtime::checkHeader(recv_.data() + r * enc, bytes, spec_, padded);
+    runtime::decode(host, spec_, recv_.data() + r * enc, padded, reduced_.data(), true);
+  }
+  const float scale = op == ReduceOp::Avg ? 1.0f / static_cast<float>(p) : 1.0f;
+  for (int64_t i = 0; i < n; ++i) out[i] = reduced_[i] * scale;
+}
+
 void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op, int slot) {
   const int64_t p = comm_.size();
   const runtime::Stream host;
@@ -70,15 +126,7 @@ void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op, int slot) {
   }
   // Residual of a slot: n values for this rank's contribution, then one per value of the
   // shards it reduces (the error of re-quantising them).
-  std::vector<float>* residual = nullptr;
-  if (error_feedback_) {
-    residual = &residuals_.find(slot)->second;
-    if (residual->empty()) residual->assign(n + owned, 0.0f);
-    if (static_cast<int64_t>(residual->size()) != n + owned)
-      LB_THROW(CommError, "error feedback needs the same tensor size on every call of a slot (" +
-                              std::to_string(residual->size()) + " then " +
-                              std::to_string(n + owned) + " residual values)");
-  }
+  std::vector<float>* residual = residualFor(slot, n + owned);
   x_.resize(x_size);
   send_.resize(wire_size);
   recv_.resize(wire_size);

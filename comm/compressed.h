@@ -1,19 +1,17 @@
-// Compressed all-reduce (DESIGN.md §4): every rank quantises its own unreduced tensor, the
-// encodings of shard j go to rank j (all-to-all), each rank decodes and accumulates its shard in
-// f32 (re-quantising once for the next hop), and the reduced shards are all-gathered encoded
-// and decoded everywhere, so all ranks hold identical results. Per call and rank the wire
-// carries 2 (P - 1) encodings of n / P values, against 2 (P - 1) / P * 4n bytes for f32.
-// Tensors above kChunkValues values are cut into up to kMaxChunks chunks reduced as above, all
-// issued before the first is awaited, so chunk c + 1 is encoded (and chunk c reduced) while
-// other chunks are on the wire.
-// Error: each element differs from the exact f32 sum by at most the codec's bound (codec.h) of
-// each rank's contribution plus that of the reduced value.
-// Error feedback (optional; 1-bit Adam's worker and server compensation): the quantisation
-// error of this rank's contribution is kept and added to the next call's input with the same
-// `slot`, and the error of re-quantising the shard this rank reduces is kept and added to the
-// next call's reduced shard, so over many calls the sum of the results tracks the sum of the
-// exact all-reduces (one slot per tensor that is reduced repeatedly, e.g. per fragment; same n
-// on every call of a slot).
+// Compressed all-reduce (DESIGN.md §4), and the reduce-scatter half of it alone: every rank
+// quantises its own unreduced tensor, the encodings of shard j go to rank j (all-to-all), each rank
+// decodes and accumulates its shard in f32 (re-quantising once for the next hop), and the reduced
+// shards are all-gathered encoded and decoded everywhere, so all ranks hold identical results. Per
+// call and rank the wire carries 2 (P - 1) encodings of n / P values, against 2 (P - 1) / P * 4n
+// bytes for f32. Tensors above kChunkValues values are cut into up to kMaxChunks chunks reduced as
+// above, all issued before the first is awaited, so chunk c + 1 is encoded (and chunk c reduced)
+// while other chunks are on the wire. Error: each element differs from the exact f32 sum by at most
+// the codec's bound (codec.h) of each rank's contribution plus that of the reduced value. Error
+// feedback (optional; 1-bit Adam's worker and server compensation): the quantisation error of this
+// rank's contribution is kept and added to the next call's input with the same `slot`, and the
+// error of re-quantising the shard this rank reduces is kept and added to the next call's reduced
+// shard, so over many calls the sum of the results tracks the sum of the exact all-reduces (one
+// slot per tensor that is reduced repeatedly, e.g. per fragment; same n on every call of a slot).
 #pragma once
 
 #include <atomic>
@@ -36,6 +34,13 @@ class CompressedAllReduce {
   void allReduce(float* data, int64_t n, ReduceOp op = ReduceOp::Sum, int slot = 0) {
     allReduceAsync(data, n, op, slot)->wait();
   }
+  // Encoded reduce-scatter (in: size * n values, out: n; `in` may alias `out`): block j of
+  // every rank's input goes encoded to rank j (all-to-all), which decodes and accumulates them
+  // in f32. Error feedback keeps the encoding error of the whole input (size * n values).
+  std::shared_ptr<Work> reduceScatterAsync(const float* in, float* out, int64_t n,
+                                           ReduceOp op = ReduceOp::Sum, int slot = 0);
+  // Bytes this rank sends per tier for one reduce-scatter of blocks of n values.
+  TierBytes reduceScatterWireBytes(int64_t n) const;
   static constexpr int64_t kChunkValues = 1 << 20, kMaxChunks = 8;
   static int64_t chunkCount(int64_t n);
   // Values per shard of a chunk of n values, and encoded bytes one rank sends per call for a
@@ -55,6 +60,9 @@ class CompressedAllReduce {
 
  private:
   void run(float* data, int64_t n, ReduceOp op, int slot);
+  void runReduceScatter(const float* in, float* out, int64_t n, ReduceOp op, int slot);
+  // This slot's residual, sized `n` on its first call (CommError when a later call differs).
+  std::vector<float>* residualFor(int slot, int64_t n);
 
   Communicator& comm_;
   runtime::CodecSpec spec_;
@@ -65,11 +73,13 @@ class CompressedAllReduce {
   SerialWorker worker_;  // last: stops before the members its tasks use
 };
 
-// One tier whose all-reduces are encoded (a per-tier gradient codec, as ZeRO++'s qgZ keeps int8
-// gradients to the slow tier): all-reduce goes through a CompressedAllReduce over `inner`,
-// every other op straight to `inner`. Error feedback (optional) keys each all-reduce by its
-// position in a round - the calls since the last newRound() - because the gradient exchange
-// issues the same sequence of tensors every step: call i of every round shares residual i.
+// One tier whose gradient reductions are encoded (a per-tier gradient codec, as ZeRO++'s qgZ
+// quantises gradients): all-reduce and reduce-scatter go through a CompressedAllReduce over
+// `inner`, every other op straight to `inner` (all-gathers stay f32: under ZeRO they carry the
+// parameters, which every rank must hold identically). Error feedback (optional) keys each
+// all-reduce by its position in a round - the calls since the last newRound() - because the
+// gradient exchange issues the same sequence of tensors every step: call i of every round shares
+// residual i.
 class CodecCommunicator : public Communicator {
  public:
   CodecCommunicator(Communicator& inner, runtime::CodecSpec spec, bool error_feedback = false)
@@ -86,7 +96,7 @@ class CodecCommunicator : public Communicator {
   }
   std::shared_ptr<Work> reduceScatterAsync(const float* in, float* out, int64_t n,
                                            ReduceOp op) override {
-    return inner_.reduceScatterAsync(in, out, n, op);
+    return codec_.reduceScatterAsync(in, out, n, op, next_slot_++);
   }
   std::shared_ptr<Work> allGatherAsync(const float* in, float* out, int64_t n) override {
     return inner_.allGatherAsync(in, out, n);
@@ -104,7 +114,9 @@ class CodecCommunicator : public Communicator {
     return inner_.allGatherBytesAsync(in, out, bytes);
   }
   TierBytes wireBytes(Collective op, int64_t n) const override {
-    return op == Collective::AllReduce ? codec_.wireBytes(n) : inner_.wireBytes(op, n);
+    if (op == Collective::AllReduce) return codec_.wireBytes(n);
+    if (op == Collective::ReduceScatter) return codec_.reduceScatterWireBytes(n);
+    return inner_.wireBytes(op, n);
   }
 
  private:

@@ -946,8 +946,15 @@ void resolveAndCheck(Config& c) {
                  "zero1/zero2 keep whole parameters on every rank, so there is no parameter "
                  "partition to mirror inside a tier (ZeRO++ hpZ serves ZeRO-3); remove the key");
   }
-  for (const auto& [tier, codec] : c.sync.inner.codec)
+  // Gradient codecs on tiers the gradients cross: inside a replica, or anywhere under outer
+  // ddp (the gradients are averaged over the world).
+  for (const auto& [tier, codec] : c.sync.inner.codec) {
     requireTier("sync.inner.codec." + tier, tier);
+    if (outer.method != OuterMethod::Ddp && tierIndex(c, tier) >= outer_index)
+      check.fail("sync.inner.codec." + tier,
+                 "gradients are averaged inside replicas, below tier '" + outer.tier + "', so '" +
+                     tier + "' carries only the outer method; encode that with sync.outer.codec");
+  }
 
   if (streaming) {
     const int64_t p = outer.resolvedFragments(c.model);

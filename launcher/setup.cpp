@@ -11,44 +11,8 @@
 
 namespace lowband::launcher {
 
-namespace {
-
-// The innermost tier name of the replica's top level (the tier just below the outer one), or
-// "" when replicas are single ranks.
-std::string replicaTopTier(const Config& c) {
-  const auto& tiers = c.topology.tiers;
-  for (std::size_t i = 0; i < tiers.size(); ++i)
-    if (tiers[i].name == c.sync.outer.tier) return i > 0 ? tiers[i - 1].name : "";
-  return tiers.size() > 1 ? tiers[tiers.size() - 2].name : "";
-}
-
-}  // namespace
-
 // Config values this version accepts but cannot run yet: refused, never silently replaced.
 void checkSupported(const Config& c) {
-  // Gradient codecs: on the tier the hierarchical all-reduce all-reduces on (the outermost one
-  // the gradients cross), without error feedback, for the all-reducing inner methods; zero2
-  // all-reduces there only when its gradient shards are placed on a tier inside.
-  const bool world_grads = c.sync.outer.method == OuterMethod::Ddp;
-  const std::string top = world_grads ? c.topology.tiers.back().name : replicaTopTier(c);
-  for (const auto& [tier, codec] : c.sync.inner.codec) {
-    const std::string key = "sync.inner.codec." + tier;
-    const std::string& grads = c.sync.inner.shard.grads;
-    if (c.sync.inner.method == InnerMethod::Zero2 && (grads == "replica" || grads == top))
-      throw ConfigError(keyMessage(
-          c, key,
-          "zero2 reduce-scatters its gradients over tier '" + tier +
-              "', and an encoded reduce-scatter is not built; place the gradient shards on a "
-              "tier inside (sync.inner.shard.grads) so '" +
-              tier + "' all-reduces them encoded, or use ddp/zero1"));
-    if (tier != top)
-      throw ConfigError(
-          keyMessage(c, key,
-                     "gradients are " +
-                         std::string(top.empty() ? "not exchanged inside one-rank replicas"
-                                                 : "all-reduced on tier '" + top + "'") +
-                         "; codecs on other tiers are not built yet"));
-  }
   if (c.comm.backend == CommBackend::Nccl)
     throw ConfigError(
         keyMessage(c, "comm.backend", "nccl is not wired into training yet; use auto or mpi"));

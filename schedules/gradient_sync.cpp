@@ -66,16 +66,21 @@ GradientAveraging::GradientAveraging(const SyncSettings& s, nn::ParamStore& para
                                 " must satisfy gradient <= optimizer < " + std::to_string(m) +
                                 " (the group's levels)");
   ExchangeTime& time = world ? stats_.outer : stats_.inner;
+  // The gradient norm is summed in f32, over the gradient shards' ranks without a codec.
+  const bool encoded = !codecs_.empty();
   if (g == m - 1) {  // the whole group: no split, no mirrors
     comm::Communicator& group = world ? groups.world() : groups.replica();
     comm::Communicator& one = groups.levels(0, 0, "one rank");
-    zero_ = std::make_unique<ZeroShard>(params, group, one, one, time);
+    comm::Communicator& norm = encoded ? groups.levels(0, m, "gradient norm") : group;
+    zero_ = std::make_unique<ZeroShard>(params, group, one, one, norm, time);
     return;
   }
-  zero_ = std::make_unique<ZeroShard>(params, groups.levels(0, g + 1, "gradient shards"),
-                                      groups.levels(g + 1, o + 1, "optimizer split"),
-                                      groups.levels(g + 1, m, "gradient mirrors", true), time);
-  codecs_ = groups.gradientCodecs();  // with the mirrors' codec
+  comm::Communicator& shards = groups.levels(0, g + 1, "gradient shards", true);
+  comm::Communicator& norm = encoded ? groups.levels(0, g + 1, "gradient norm") : shards;
+  zero_ =
+      std::make_unique<ZeroShard>(params, shards, groups.levels(g + 1, o + 1, "optimizer split"),
+                                  groups.levels(g + 1, m, "gradient mirrors", true), norm, time);
+  codecs_ = groups.gradientCodecs();  // with those of the shards and mirrors
 }
 
 void GradientAveraging::beforeOptimizerStep() {

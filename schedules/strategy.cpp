@@ -20,10 +20,9 @@ ReplicaGroups::ReplicaGroups(comm::Topology& topology, comm::Communicator& world
     LB_THROW(ScheduleError, "outer tier index " + std::to_string(t) + " outside the " +
                                 std::to_string(L) + " tiers");
   for (const auto& [tier, spec] : codecs)
-    if (tier != t - 1 && tier != L - 1)
-      LB_THROW(ScheduleError, "a gradient codec on tier '" + topology.tier(tier).name +
-                                  "': codecs apply to the outermost tier of a replica or of "
-                                  "the world only");
+    if (tier < 0 || tier >= L)
+      LB_THROW(ScheduleError, "a gradient codec on tier index " + std::to_string(tier) +
+                                  " outside the " + std::to_string(L) + " tiers");
   replica_ = over(0, t, true, t > 0 ? &topology.inner(t) : nullptr, "replica");
   across_ = over(t, L, false, &topology.outer(t), "across replicas");
   world_ = over(0, L, true, &world, "world");
@@ -34,9 +33,9 @@ ReplicaGroups::ReplicaGroups(comm::Topology& topology, comm::Communicator& world
   }
 }
 
-comm::Communicator* ReplicaGroups::level(int i, int end, bool encoded) {
+comm::Communicator* ReplicaGroups::level(int i, bool encoded) {
   auto codec = codecs_.find(i);
-  if (!encoded || codec == codecs_.end() || i != end - 1) return &topology_.level(i);
+  if (!encoded || codec == codecs_.end()) return &topology_.level(i);
   auto made = std::make_unique<comm::CodecCommunicator>(topology_.level(i), codec->second,
                                                         codec_error_feedback_);
   codecs_made_.push_back(made.get());
@@ -49,10 +48,10 @@ comm::Communicator* ReplicaGroups::over(int begin, int end, bool encoded, comm::
   if (begin == end) {
     owned_.push_back(std::make_unique<comm::LocalCommunicator>());
   } else if (end - begin == 1) {
-    return level(begin, end, encoded);
+    return level(begin, encoded);
   } else {
     std::vector<comm::Communicator*> levels;
-    for (int i = begin; i < end; ++i) levels.push_back(level(i, end, encoded));
+    for (int i = begin; i < end; ++i) levels.push_back(level(i, encoded));
     owned_.push_back(std::make_unique<comm::HierarchicalCommunicator>(levels, flat, name));
   }
   return owned_.back().get();

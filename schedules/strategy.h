@@ -93,9 +93,8 @@ class ReplicaGroups {
  public:
   // `outer_tier` indexes topology tiers; a replica is the group of ranks below it (one rank
   // when it is tier 0). `world` spans the topology's ranks in rank order. `codecs`: tiers
-  // (by index) whose gradient all-reduces are encoded; each must be the outermost tier of the
-  // replica or of the world (the only level the hierarchical all-reduce all-reduces on).
-  // Collective.
+  // (by index) whose gradient reductions (all-reduce, reduce-scatter) are encoded in the
+  // replica's and the world's communicators (comm::CodecCommunicator). Collective.
   // `codec_error_feedback`: the codecs keep each gradient tensor's quantisation error and add it
   // to the next step's (comm::CodecCommunicator).
   ReplicaGroups(comm::Topology& topology, comm::Communicator& world, int outer_tier,
@@ -109,17 +108,16 @@ class ReplicaGroups {
   int outerTier() const { return outer_tier_; }     // replica = levels [0, outerTier())
   int tiers() const { return topology_.levels(); }  // world = levels [0, tiers())
   // The ranks that differ only in levels [begin, end) of the topology, as one communicator: a
-  // level's link, or hierarchical over several; with `encoded`, all-reduces on the outermost
-  // level go through its gradient codec. Collective: every rank asks for the same spans in the
+  // level's link, or hierarchical over several; with `encoded`, reductions on the levels that
+  // have a gradient codec are encoded. Collective: every rank asks for the same spans in the
   // same order.
   comm::Communicator& levels(int begin, int end, const std::string& name, bool encoded = false);
   // The encoded levels made so far (gradient codecs), in the order they were made.
   const std::vector<comm::CodecCommunicator*>& gradientCodecs() const { return codecs_made_; }
 
  private:
-  // Level i of a group ending at level `end`: its link, encoded by the level's codec when
-  // `encoded` and it is the group's outermost level.
-  comm::Communicator* level(int i, int end, bool encoded);
+  // Level i: its link, encoded by the level's codec when `encoded`.
+  comm::Communicator* level(int i, bool encoded);
   // Levels [begin, end): none -> local, one -> that level, more -> hierarchical with `flat`.
   comm::Communicator* over(int begin, int end, bool encoded, comm::Communicator* flat,
                            const std::string& name);

@@ -8,8 +8,14 @@
 namespace lowband::schedules {
 
 ZeroShard::ZeroShard(nn::ParamStore& params, comm::Communicator& grads_group,
-                     comm::Communicator& split, comm::Communicator& mirrors, ExchangeTime& time)
-    : params_(params), grads_group_(grads_group), split_(split), mirrors_(mirrors), time_(time) {
+                     comm::Communicator& split, comm::Communicator& mirrors,
+                     comm::Communicator& norm_group, ExchangeTime& time)
+    : params_(params),
+      grads_group_(grads_group),
+      split_(split),
+      mirrors_(mirrors),
+      norm_group_(norm_group),
+      time_(time) {
   const int64_t n = params.size(), g = grads_group.size(), p = split.size();
   const int64_t align = nn::ParamStore::kAlign;
   stride_ = ((n + g * p - 1) / (g * p) + align - 1) / align * align;
@@ -40,7 +46,7 @@ void ZeroShard::reduceScatterGradients() {
 double ZeroShard::gradientSquares(const runtime::Stream& stream) {
   float v = static_cast<float>(runtime::sumSquares(
       stream, params_.grads().data<float>() + grad_begin_, grad_end_ - grad_begin_));
-  grads_group_.allReduce(&v, 1);
+  norm_group_.allReduce(&v, 1);
   return v;
 }
 
@@ -68,7 +74,7 @@ comm::TierBytes ZeroShard::wireBytesPerStep(bool reduce_scatter) const {
     comm::addTraffic(out, grads_group_.wireBytes(comm::Collective::ReduceScatter, grad_stride_));
     if (mirrors_.size() > 1)
       comm::addTraffic(out, mirrors_.wireBytes(comm::Collective::AllReduce, grad_stride_));
-    comm::addTraffic(out, grads_group_.wireBytes(comm::Collective::AllReduce, 1));  // the norm
+    comm::addTraffic(out, norm_group_.wireBytes(comm::Collective::AllReduce, 1));  // the norm
   }
   return out;
 }

@@ -30,9 +30,10 @@ namespace lowband::schedules {
 
 class ZeroShard {
  public:
-  // `grads_group` = G, `split` = P, `mirrors` = M (see above); not owned.
+  // `grads_group` = G, `split` = P, `mirrors` = M (see above); `norm_group`: G's ranks in f32
+  // (G's own when its reductions are not encoded); not owned.
   ZeroShard(nn::ParamStore& params, comm::Communicator& grads_group, comm::Communicator& split,
-            comm::Communicator& mirrors, ExchangeTime& time);
+            comm::Communicator& mirrors, comm::Communicator& norm_group, ExchangeTime& time);
   int64_t begin() const { return begin_; }  // the optimizer shard
   int64_t end() const { return end_; }
   int64_t stride() const { return stride_; }  // S_o
@@ -47,7 +48,7 @@ class ZeroShard {
 
  private:
   nn::ParamStore& params_;
-  comm::Communicator &grads_group_, &split_, &mirrors_;
+  comm::Communicator &grads_group_, &split_, &mirrors_, &norm_group_;
   ExchangeTime& time_;
   int64_t stride_ = 0, begin_ = 0, end_ = 0;                 // optimizer shard
   int64_t grad_stride_ = 0, grad_begin_ = 0, grad_end_ = 0;  // gradient shard

@@ -366,20 +366,28 @@ TEST(CompressedAllReduce, ErrorFeedbackCarriesWhatWasDropped) {
 TEST(CodecCommunicator, ErrorFeedbackKeepsOneResidualPerTensorOfARound) {
   LocalCommunicator local;
   CodecCommunicator codec(local, {runtime::Codec::Topk, 64, 0.25}, true);
-  const std::vector<float> a = noisy(1, 256), b = noisy(2, 100);
-  std::vector<float> sent_a(a.size(), 0.0f), sent_b(b.size(), 0.0f);
+  const std::vector<float> a = noisy(1, 256), b = noisy(2, 100), c = noisy(3, 192);
+  std::vector<float> sent_a(a.size(), 0.0f), sent_b(b.size(), 0.0f), sent_c(c.size(), 0.0f);
   const int rounds = 10;
   for (int k = 0; k < rounds; ++k) {
-    std::vector<float> ya = a, yb = b;
+    std::vector<float> ya = a, yb = b, yc(c.size());
     auto wa = codec.allReduceAsync(ya.data(), static_cast<int64_t>(ya.size()), ReduceOp::Sum);
     auto wb = codec.allReduceAsync(yb.data(), static_cast<int64_t>(yb.size()), ReduceOp::Sum);
+    auto wc = codec.reduceScatterAsync(c.data(), yc.data(), static_cast<int64_t>(c.size()),
+                                       ReduceOp::Sum);  // one rank: its one block
     wa->wait();
     wb->wait();
+    wc->wait();
     codec.newRound();
     for (std::size_t i = 0; i < a.size(); ++i) sent_a[i] += ya[i];
     for (std::size_t i = 0; i < b.size(); ++i) sent_b[i] += yb[i];
+    for (std::size_t i = 0; i < c.size(); ++i) sent_c[i] += yc[i];
   }
-  ASSERT_EQ(codec.codec().residuals().size(), 2u);
+  ASSERT_EQ(codec.codec().residuals().size(), 3u);
+  const std::vector<float>& rc = codec.codec().residual(2);  // a reduce-scatter: no second hop
+  ASSERT_EQ(rc.size(), c.size());
+  for (std::size_t i = 0; i < c.size(); ++i)
+    ASSERT_NEAR(sent_c[i] + rc[i], rounds * c[i], 1e-3 * rounds * (1 + std::fabs(c[i]))) << i;
   auto expectTracked = [&](int slot, const std::vector<float>& x, const std::vector<float>& sent) {
     // Contributed values, then the reduced shard (padded to whole codec blocks).
     const std::vector<float>& r = codec.codec().residual(slot);

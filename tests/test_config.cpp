@@ -157,6 +157,12 @@ const std::vector<BadConfig>& badConfigs() {
        "--set",
        "keep whole parameters on every rank",
        {"--set", "sync.inner.method=zero2", "--set", "sync.inner.shard.secondary_params=node"}},
+      {"gradient_codec_outside_replica",
+       kGood,
+       "sync.inner.codec.wan",
+       "--set",
+       "carries only the outer method",
+       {"--set", "sync.inner.codec.wan=int8"}},
       {"replica_crosses_wan",
        "model: {kind: gpt}\ndata: {train: a}\ntopology:\n  tiers:\n"
        "    - {name: node, size: 2, bandwidth: 10Gbit, latency: 5us, nic: shm}\n"

@@ -211,6 +211,9 @@ INSTANTIATE_TEST_SUITE_P(
         // int8 gradients on the wan with error feedback: residuals carried through the resume.
         Method{"ddp_int8_ef",
                "{inner: {codec: {wan: int8}, error_feedback: true}, outer: {method: ddp}}"},
+        Method{"zero2_int8_ef",
+               "{inner: {method: zero2, codec: {wan: int8}, error_feedback: true}, outer: "
+               "{method: ddp}}"},
         Method{"zero2_node_int8_ef",
                "{inner: {method: zero2, shard: {optimizer: node}, codec: {wan: int8}, "
                "error_feedback: true}, outer: {method: ddp}}"}),

@@ -761,5 +761,34 @@ TEST_F(Schedules, EncodedOuterExchangeOverTwoTiersIsCountedOnEach) {
   expectCountedAsPlanned(r, 4, "fp4 across rack x wan");
 }
 
+// Gradient codecs on a tier where the hierarchical collectives reduce-scatter (the node tier
+// under ddp; the rack tier under zero2, whose gradients are reduce-scattered over the whole
+// replica): the reduce-scatter goes encoded, the all-gather f32. The tier carries less than
+// f32, the parameters stay within int8's error of f32, and the counters match the plan.
+TEST_F(Schedules, GradientCodecsEncodeReduceScattersToo) {
+  if (world->size() != 4) GTEST_SKIP() << "needs 4 ranks (2 nodes of 2)";
+  const std::vector<comm::TierSpec> tiers = {{"node", 2}, {"rack", 2}, {"wan", 0}};
+  struct Case {
+    InnerMethod inner;
+    int tier;  // the encoded one
+  };
+  for (const Case c : {Case{InnerMethod::Ddp, 0}, Case{InnerMethod::Zero2, 1}}) {
+    SyncSettings s = settingsOf(OuterMethod::LocalSgd, 1000);
+    s.inner = c.inner;
+    const std::string what = std::string(c.inner == InnerMethod::Ddp ? "ddp" : "zero2") +
+                             ", int8 on " + tiers[c.tier].name;
+    Replica f32(*world, tiers, 2, s, plainSgd(), 3);
+    Replica int8(*world, tiers, 2, s, plainSgd(), 3, {{c.tier, {runtime::Codec::Int8, 64, 0}}});
+    stepTogether({&f32, &int8}, 3);
+    const double f32_bytes = f32.tierTraffic().at(tiers[c.tier].name).bytes_sent;
+    const double int8_bytes = int8.tierTraffic().at(tiers[c.tier].name).bytes_sent;
+    EXPECT_LT(int8_bytes, 0.7 * f32_bytes) << what << ": " << int8_bytes << " vs " << f32_bytes;
+    f32.strategy().finish();
+    int8.strategy().finish();
+    expectInt8Close(f32.params(), int8.params());
+    expectCountedAsPlanned(int8, 3, what);
+  }
+}
+
 }  // namespace
 }  // namespace lowband::schedules
