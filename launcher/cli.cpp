@@ -18,7 +18,9 @@
 #include "launcher/bench_schedules.h"
 #include "launcher/config.h"
 #include "launcher/plan.h"
+#include "launcher/simulate.h"
 #include "launcher/trainer.h"
+#include "launcher/units.h"
 #include "lowband_build.h"
 #include "nn/data.h"
 #include "runtime/device.h"
@@ -187,6 +189,59 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
                      "plan.target_utilization with the least expected quality loss");
   plan_cmd->add_option("--out", plan_out, "With --auto: write the chosen config here (new file)");
 
+  // simulate
+  std::vector<std::string> sim_presets;
+  sim::ModelShape sim_custom{"custom", 0, 0, 0, 100, 3};
+  std::string sim_method, sim_latency = "10ms", sim_min = "10Mbit", sim_max = "1Tbit";
+  int64_t sim_overlap = -1;
+  SimulateOptions sim_options;
+  CLI::App* simulate_cmd = app.add_subcommand(
+      "simulate",
+      "Predicted compute utilisation of dp, diloco, streaming and co2 over a bandwidth sweep "
+      "(per-layer step DAG, one link; presets 1b, 10b, 100b or a custom model)");
+  simulate_cmd->add_option("--preset", sim_presets, "1b, 10b, 100b (repeatable; default all)")
+      ->check(CLI::IsMember({"1b", "10b", "100b"}));
+  simulate_cmd->add_option("--layers", sim_custom.layers, "Custom model: layers")
+      ->check(CLI::PositiveNumber);
+  simulate_cmd->add_option("--params", sim_custom.params, "Custom model: parameters")
+      ->check(CLI::PositiveNumber);
+  simulate_cmd->add_option("--step-time", sim_custom.step_s, "Custom model: seconds per step")
+      ->check(CLI::PositiveNumber);
+  CLI::Option* sim_h =
+      simulate_cmd->add_option("--H", sim_custom.H, "Inner steps per outer round (default 100)")
+          ->check(CLI::PositiveNumber);
+  CLI::Option* sim_frag = simulate_cmd
+                              ->add_option("--fragment-layers", sim_custom.fragment_layers,
+                                           "Streaming: layers per fragment (default 3)")
+                              ->check(CLI::PositiveNumber);
+  simulate_cmd->add_option("--method", sim_method, "dp, diloco, streaming or co2 (default: all)")
+      ->check(CLI::IsMember({"dp", "diloco", "streaming", "co2"}));
+  simulate_cmd->add_option("--overlap", sim_overlap, "Streaming: overlap tau in steps")
+      ->check(CLI::NonNegativeNumber);
+  simulate_cmd->add_option("--bits", sim_options.bits, "Bits per exchanged parameter (16)")
+      ->check(CLI::PositiveNumber);
+  simulate_cmd->add_option("--replicas", sim_options.replicas, "Replicas M (2)")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 30));
+  simulate_cmd->add_option("--latency", sim_latency, "Link latency (10ms)");
+  simulate_cmd->add_option("--min", sim_min, "Lowest bandwidth of the sweep (10Mbit)");
+  simulate_cmd->add_option("--max", sim_max, "Highest bandwidth of the sweep (1Tbit)");
+  simulate_cmd->add_option("--points", sim_options.points, "Log-spaced bandwidths (21)");
+  simulate_cmd->add_option("--format", sim_options.format, "md, csv or json")
+      ->check(CLI::IsMember({"md", "csv", "json"}));
+  std::string sim_config;
+  std::vector<std::string> sim_overrides;
+  int64_t sim_world = 0;
+  simulate_cmd
+      ->add_option("--config", sim_config,
+                   "Simulate a config's outer exchange: its model, replicas, outer method and "
+                   "codec, the outer tier's latency, and a step of measured compute (or "
+                   "--step-time) plus the exchanges inside a replica")
+      ->check(CLI::ExistingFile);
+  simulate_cmd->add_option("--set", sim_overrides, "With --config: override a key")
+      ->type_name("KEY=VALUE");
+  simulate_cmd->add_option("--world", sim_world, "With --config: ranks (as lowband plan)")
+      ->check(CLI::PositiveNumber);
+
   TrainBenchOptions bench_options;
   std::string bench_preset = "small";
   bool bench_json = false;
@@ -296,6 +351,65 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
         out << "\n" << yaml;
       else
         out << "config     written to " << plan_out << "\n";
+      return kExitOk;
+    }
+    if (simulate_cmd->parsed() && !sim_config.empty()) {
+      if (!sim_presets.empty() || sim_custom.layers > 0 || sim_custom.params > 0 ||
+          !sim_method.empty() || sim_overlap >= 0 || sim_h->count() || sim_frag->count())
+        throw ConfigError(
+            "simulate --config takes the model and method from the config; drop --preset, "
+            "--layers, --params, --H, --fragment-layers, --method and --overlap (use --set)");
+      LoadOptions load;
+      load.overrides = sim_overrides;
+      if (sim_world > 0) load.world = sim_world;
+      PlanOptions plan_options;
+      plan_options.world = sim_world;
+      plan_options.step_time = sim_custom.step_s;
+      fromConfig(loadConfig(sim_config, load), plan_options, sim_options);
+    }
+    if (simulate_cmd->parsed() && sim_options.models.empty()) {
+      const bool custom = sim_custom.layers > 0 || sim_custom.params > 0 || sim_custom.step_s > 0;
+      if (custom && !(sim_custom.layers > 0 && sim_custom.params > 0 && sim_custom.step_s > 0))
+        throw ConfigError("simulate: a custom model needs --layers, --params and --step-time");
+      if (custom && !sim_presets.empty())
+        throw ConfigError("simulate: give --preset or a custom model, not both");
+      if (custom) {
+        sim_options.models.push_back(sim_custom);
+      } else {
+        for (const sim::ModelShape& m : sim::presets())
+          if (sim_presets.empty() ||
+              std::find(sim_presets.begin(), sim_presets.end(), m.name) != sim_presets.end()) {
+            sim::ModelShape shape = m;
+            if (sim_h->count()) shape.H = sim_custom.H;
+            if (sim_frag->count()) shape.fragment_layers = sim_custom.fragment_layers;
+            sim_options.models.push_back(shape);
+          }
+      }
+      if (!sim_method.empty()) {
+        const sim::Method m = sim_method == "dp"       ? sim::Method::Dp
+                              : sim_method == "diloco" ? sim::Method::Diloco
+                              : sim_method == "co2"    ? sim::Method::Co2
+                                                       : sim::Method::Streaming;
+        sim_options.setups.push_back(
+            {m, std::max<int64_t>(0, sim_overlap), sim_options.bits, sim_options.replicas});
+      } else if (sim_overlap >= 0) {
+        throw ConfigError("simulate: --overlap goes with --method streaming");
+      }
+    }
+    if (simulate_cmd->parsed()) {
+      auto quantity = [](const char* option, const std::string& text, auto parse) {
+        try {
+          return parse(text);
+        } catch (const UnitError& e) {
+          throw ConfigError(std::string("simulate: ") + option + " '" + text + "': " + e.what());
+        }
+      };
+      if (sim_config.empty() || simulate_cmd->get_option("--latency")->count())
+        sim_options.latency_s = quantity("--latency", sim_latency, parseDuration).seconds;
+      sim_options.min_bits_per_s = quantity("--min", sim_min, parseBandwidth).bits();
+      sim_options.max_bits_per_s = quantity("--max", sim_max, parseBandwidth).bits();
+      const std::vector<SimulatedRow> rows = simulate(sim_options);
+      if (!io.quiet()) printSimulation(sim_options, rows, out);
       return kExitOk;
     }
     if (bench_schedules_cmd->parsed()) {
