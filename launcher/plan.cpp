@@ -174,10 +174,11 @@ Plan makePlan(const Config& c, const PlanOptions& o) {
         steady.count(t.name) ? steady.at(t.name) / static_cast<double>(horizon) : 0;
     const double wire_s = t.bandwidth > 0 ? steady_bytes / t.bandwidth : 0;
     if (tp.inner) {
-      // Gradient exchanges: one per bucket (at least one a step when the tier carries any).
+      // Gradient exchanges: the strategy's collectives per step (at least one a step when
+      // the tier carries any).
       const double exchanges =
           steady_bytes > 0
-              ? std::max(1.0, std::ceil(steady_bytes / static_cast<double>(c.comm.bucket.bytes)))
+              ? static_cast<double>(std::max<int64_t>(1, strategy->gradientExchangesPerStep()))
               : 0;
       tp.seconds_per_step = wire_s + exchanges * t.latency;
       plan.inner_s += tp.seconds_per_step;

@@ -51,7 +51,14 @@ void fromConfig(const Config& c, const PlanOptions& plan_options, SimulateOption
   m.name = c.run.name;
   m.layers = c.model.layers();
   m.params = static_cast<double>(plan.memory.params) / 4 / plan.replica_ranks;
-  m.step_s = plan.compute_s + plan.inner_s;
+  // The exchanges on tiers inside a replica (below the outer tier) delay every step; under
+  // outer ddp the plan counts the outer tier's every-step exchange as inner too: not here.
+  double inside = 0;
+  for (const TierPlan& t : plan.tiers) {
+    if (t.name == outer.tier) break;
+    inside += t.seconds_per_step;
+  }
+  m.step_s = plan.compute_s + inside;
   m.H = outer.method == OuterMethod::Ddp ? 1 : outer.H;
   const int64_t fragments =
       outer.method == OuterMethod::StreamingDiloco ? outer.resolvedFragments(c.model) : 1;
@@ -81,8 +88,8 @@ void fromConfig(const Config& c, const PlanOptions& plan_options, SimulateOption
                 "of exchanges inside a replica; each rank's outer share %.4g parameters at "
                 "%.3g bits\n",
                 c.source.c_str(), static_cast<long long>(plan.replicas), plan.replica_ranks,
-                plan.compute_s, plan.compute_measured ? "measured" : "given", plan.inner_s,
-                m.params, s.bits);
+                plan.compute_s, plan.compute_measured ? "measured" : "given", inside, m.params,
+                s.bits);
   o.note = note;
 }
 

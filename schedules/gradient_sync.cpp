@@ -106,6 +106,11 @@ void GradientAveraging::finishInnerStep() {
   if (zero_) zero_->allGatherParameters();
 }
 
+int64_t GradientAveraging::gradientExchangesPerStep() const {
+  const int64_t buckets = inner_ == InnerMethod::Zero2 ? 0 : grads_.buckets();
+  return buckets + (zero_ ? zero_->exchangesPerStep(inner_ == InnerMethod::Zero2) : 0);
+}
+
 comm::TierBytes GradientAveraging::plannedTraffic(int64_t steps) const {
   comm::TierBytes out;
   if (inner_ != InnerMethod::Zero2)

@@ -86,6 +86,7 @@ class GradientAveraging : public Strategy {
   double gradientNorm(const runtime::Stream& stream) override;
   const SyncStats& stats() const override { return stats_; }
   comm::TierBytes plannedTraffic(int64_t steps) const override;  // the gradients' share
+  int64_t gradientExchangesPerStep() const override;
   // The outer-step counters (what metrics report), shared by every method.
   void saveState(runtime::StateDict& out) override;
   void loadState(const runtime::StateDict& in) override;

@@ -160,6 +160,9 @@ class Strategy {
   // the tiers' counters count them, and for one evalParams() call.
   virtual comm::TierBytes plannedTraffic(int64_t steps) const = 0;
   virtual comm::TierBytes evalTraffic() const { return {}; }
+  // Collectives the gradient exchange issues per step (buckets, ZeRO's reduce-scatter and
+  // all-gather), each paying its tiers' latency: for the planner.
+  virtual int64_t gradientExchangesPerStep() const { return 0; }
   // Bytes of outer state this rank holds (theta_global, momenta, snapshots, the exchanged
   // shard; not the transient buffer the replica's all-gather lands in).
   virtual int64_t outerStateBytes() const { return 0; }

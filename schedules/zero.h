@@ -45,6 +45,9 @@ class ZeroShard {
   double gradientSquares(const runtime::Stream& stream);
   // Per step: the reduce-scatter, all-reduce and norm (zero2), and the all-gathers.
   comm::TierBytes wireBytesPerStep(bool reduce_scatter) const;
+  int64_t exchangesPerStep(bool reduce_scatter) const {  // the collectives counted above
+    return 1 + (split_.size() > 1) + (reduce_scatter ? 2 + (mirrors_.size() > 1) : 0);
+  }
 
  private:
   nn::ParamStore& params_;

@@ -27,7 +27,7 @@ for attempt in 1 2; do
   echo "$out"
   [ "$status" -eq 124 ] && [ "$attempt" -eq 1 ] || break
   echo "netns_smoke: probe timed out (exit 124); trying once more"
-  pkill -f "$probe" 2>/dev/null
+  pkill -f "^$probe " 2>/dev/null  # the probes left behind (not this script, which names it too)
 done
 [ "$status" -eq 0 ] || { echo "FAIL: probe exited $status"; exit 1; }
 read -r seconds predicted < <(echo "$out" | awk '/^seconds/ {print $2, $4}')
