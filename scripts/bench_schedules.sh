@@ -12,12 +12,7 @@ quick=()
 [ "${1:-}" = "--quick" ] && quick=(--quick)
 bash scripts/setup.sh
 bash scripts/prepare_kjv.sh
-if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    python3-matplotlib >/dev/null
-fi
+bash scripts/need_matplotlib.sh
 mkdir -p results docs
 # One thread per rank: 4 ranks share 2 cores in the quality study, 2 in the overlap study.
 OMP_NUM_THREADS=1 mpiexec -n 4 ./build/lowband bench schedules --study quality --json \

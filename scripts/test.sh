@@ -19,30 +19,26 @@ if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi  # meson itself
 passed=$(count Ok)
 skipped=$(count Skipped)
 
-fuzz_seconds=${LOWBAND_FUZZ_SECONDS:-20}
-if [ "$fuzz_seconds" -gt 0 ]; then
-  if bash scripts/fuzz.sh "$fuzz_seconds"; then
+# One more test: `tally ENABLED COMMAND...` runs COMMAND when ENABLED is 1 and counts it.
+tally() {
+  if [ "$1" != 1 ]; then
+    skipped=$((skipped + 1))
+  elif "${@:2}"; then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
     status=1
   fi
-else
-  skipped=$((skipped + 1))
-fi
+}
+fuzz_seconds=${LOWBAND_FUZZ_SECONDS:-20}
+tally "$([ "$fuzz_seconds" -gt 0 ] && echo 1)" bash scripts/fuzz.sh "$fuzz_seconds"
 # The scaling study's quick grid (scripts/study/run_study.py --quick --check: measured
 # utilisation under emulation within 10 pp of lowband simulate, and the papers' ordering at
 # 100 Mbit/s); LOWBAND_STUDY=0 skips it.
-if [ "${LOWBAND_STUDY:-1}" != 0 ]; then
-  if bash scripts/prepare_kjv.sh >/dev/null &&
-    /usr/bin/python3 scripts/study/run_study.py --quick --check --out build/study-quick; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    status=1
-  fi
-else
-  skipped=$((skipped + 1))
-fi
+quick_study() {
+  bash scripts/prepare_kjv.sh >/dev/null &&
+    /usr/bin/python3 scripts/study/run_study.py --quick --check --out build/study-quick
+}
+tally "${LOWBAND_STUDY:-1}" quick_study
 echo "lowband: ${passed} passed, ${failed} failed, ${skipped} skipped"
 exit "$status"

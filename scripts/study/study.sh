@@ -10,10 +10,5 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/setup.sh
 bash scripts/prepare_kjv.sh
-if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    python3-matplotlib >/dev/null
-fi
+bash scripts/need_matplotlib.sh
 exec /usr/bin/python3 scripts/study/run_study.py "$@"
