@@ -139,7 +139,7 @@ TEST(SimulateCli, JsonHasOneObjectPerRowWithTheNeededBandwidths) {
 
 TEST(SimulateCli, MarkdownAndCsvTablesAndCustomModels) {
   const CliRun md = cli({"simulate", "--layers", "12", "--params", "1.2e8", "--step-time", "0.2",
-                      "--H", "10", "--method", "streaming", "--overlap", "1", "--points", "3"});
+                         "--H", "10", "--method", "streaming", "--overlap", "1", "--points", "3"});
   ASSERT_EQ(md.status, 0) << md.err;
   EXPECT_NE(md.out.find("### custom: 12 layers"), std::string::npos) << md.out;
   EXPECT_NE(md.out.find("| streaming overlap 1 16b |"), std::string::npos) << md.out;
@@ -155,8 +155,8 @@ TEST(SimulateCli, MarkdownAndCsvTablesAndCustomModels) {
 // --config: the config's outer method, replicas, codec (fp4 with its block scales: 4.5 bits)
 // and outer latency; a step of the given compute plus the exchanges inside a replica.
 TEST(SimulateCli, ConfigGivesTheOuterExchangeOfARealLayout) {
-  const std::string config = std::string(std::getenv("LOWBAND_SOURCE_DIR")) +
-                             "/configs/streaming_diloco.yaml";
+  const std::string config =
+      std::string(std::getenv("LOWBAND_SOURCE_DIR")) + "/configs/streaming_diloco.yaml";
   const CliRun r = cli({"simulate", "--config", config, "--world", "4", "--step-time", "0.05",
                         "--format", "json", "--points", "3"});
   ASSERT_EQ(r.status, 0) << r.err;
