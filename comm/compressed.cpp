@@ -13,15 +13,21 @@ int64_t CompressedAllReduce::chunkCount(int64_t n) {
   return std::clamp<int64_t>((n + kChunkValues - 1) / kChunkValues, 1, kMaxChunks);
 }
 
-int64_t CompressedAllReduce::shardSize(int64_t n) const {
-  const int64_t p = comm_.size(), per = (n + p - 1) / p;
-  return (per + spec_.block - 1) / spec_.block * spec_.block;  // whole blocks per shard
+int64_t CompressedAllReduce::wholeBlocks(int64_t n) const {
+  return (n + spec_.block - 1) / spec_.block * spec_.block;
 }
 
-int64_t CompressedAllReduce::slotBytes(int64_t n) const {
-  // One encoded shard, padded to 16 bytes so every slot's f32 scales stay aligned.
-  return (static_cast<int64_t>(runtime::encodedBytes(spec_, shardSize(n))) + 15) / 16 * 16;
+int64_t CompressedAllReduce::alignedBytes(int64_t values) const {
+  // Padded to 16 bytes so every slot's f32 scales stay aligned.
+  return (static_cast<int64_t>(runtime::encodedBytes(spec_, values)) + 15) / 16 * 16;
 }
+
+int64_t CompressedAllReduce::shardSize(int64_t n) const {
+  const int64_t p = comm_.size();
+  return wholeBlocks((n + p - 1) / p);  // whole blocks per shard
+}
+
+int64_t CompressedAllReduce::slotBytes(int64_t n) const { return alignedBytes(shardSize(n)); }
 
 int64_t CompressedAllReduce::wireBytesPerRank(int64_t n) const {
   int64_t total = 0;
@@ -60,9 +66,7 @@ std::vector<float>* CompressedAllReduce::residualFor(int slot, int64_t n) {
 }
 
 TierBytes CompressedAllReduce::reduceScatterWireBytes(int64_t n) const {
-  const int64_t padded = (n + spec_.block - 1) / spec_.block * spec_.block;
-  const int64_t slot = (static_cast<int64_t>(runtime::encodedBytes(spec_, padded)) + 15) / 16 * 16;
-  return comm_.wireBytes(Collective::AllToAllBytes, slot);
+  return comm_.wireBytes(Collective::AllToAllBytes, alignedBytes(wholeBlocks(n)));
 }
 
 std::shared_ptr<Work> CompressedAllReduce::reduceScatterAsync(const float* in, float* out,
@@ -75,9 +79,8 @@ void CompressedAllReduce::runReduceScatter(const float* in, float* out, int64_t 
                                            int slot) {
   const int64_t p = comm_.size();
   const runtime::Stream host;
-  const int64_t padded = (n + spec_.block - 1) / spec_.block * spec_.block;
+  const int64_t padded = wholeBlocks(n), enc = alignedBytes(padded);
   const auto bytes = static_cast<int64_t>(runtime::encodedBytes(spec_, padded));
-  const int64_t enc = (bytes + 15) / 16 * 16;
   std::vector<float>* residual = residualFor(slot, p * n);
   x_.assign(padded, 0.0f);
   send_.resize(p * enc);
@@ -168,9 +171,9 @@ void CompressedAllReduce::run(float* data, int64_t n, ReduceOp op, int slot) {
       for (int64_t i = 0; i < c.shard; ++i) reduced[i] += kept[i];
     runtime::encode(host, spec_, reduced.data(), c.shard, send);
     if (kept) {  // what the re-quantisation dropped goes into the next call's reduced shard
-      std::vector<float> sent(static_cast<std::size_t>(c.shard));
-      runtime::decode(host, spec_, send, c.shard, sent.data());
-      for (int64_t i = 0; i < c.shard; ++i) kept[i] = reduced[i] - sent[i];
+      requantised_.resize(c.shard);
+      runtime::decode(host, spec_, send, c.shard, requantised_.data());
+      for (int64_t i = 0; i < c.shard; ++i) kept[i] = reduced[i] - requantised_[i];
     }
     c.work = comm_.allGatherBytesAsync(send, recv_.data() + c.wire_at, c.enc);
   }

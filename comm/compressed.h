@@ -63,12 +63,14 @@ class CompressedAllReduce {
   void runReduceScatter(const float* in, float* out, int64_t n, ReduceOp op, int slot);
   // This slot's residual, sized `n` on its first call (CommError when a later call differs).
   std::vector<float>* residualFor(int slot, int64_t n);
+  int64_t wholeBlocks(int64_t n) const;        // n rounded up to whole codec blocks
+  int64_t alignedBytes(int64_t values) const;  // their encoding on the wire, 16-byte aligned
 
   Communicator& comm_;
   runtime::CodecSpec spec_;
   bool error_feedback_;
   std::map<int, std::vector<float>> residuals_;
-  std::vector<float> x_, reduced_;  // buffers of the worker thread, kept between calls
+  std::vector<float> x_, reduced_, requantised_;  // buffers of the worker thread, kept
   std::vector<uint8_t> send_, recv_;
   SerialWorker worker_;  // last: stops before the members its tasks use
 };

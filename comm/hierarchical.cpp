@@ -142,14 +142,23 @@ void HierarchicalCommunicator::reduceScatterLevel(std::size_t level, const float
   reduceScatterLevel(level + 1, chunk.data(), out, n);
 }
 
-void HierarchicalCommunicator::allGatherLevel(std::size_t level, const float* in, float* out,
-                                              int64_t n) {
+// One level's all-gather of f32 values or of bytes (the encoded tensors' exchange).
+void HierarchicalCommunicator::gatherOn(Communicator& c, const float* in, float* out, int64_t n) {
+  c.allGather(in, out, n);
+}
+void HierarchicalCommunicator::gatherOn(Communicator& c, const uint8_t* in, uint8_t* out,
+                                        int64_t n) {
+  c.allGatherBytesAsync(in, out, n)->wait();
+}
+
+template <class T>
+void HierarchicalCommunicator::allGatherLevel(std::size_t level, const T* in, T* out, int64_t n) {
   Communicator& c = *levels_[level];
-  if (level + 1 == levels_.size()) return c.allGather(in, out, n);
+  if (level + 1 == levels_.size()) return gatherOn(c, in, out, n);
   const int64_t k = c.size(), rest = groupSize(level + 1);
-  std::vector<float> chunk(rest * n), gathered(k * rest * n);
+  std::vector<T> chunk(rest * n), gathered(k * rest * n);
   allGatherLevel(level + 1, in, chunk.data(), n);
-  c.allGather(chunk.data(), gathered.data(), rest * n);
+  gatherOn(c, chunk.data(), gathered.data(), rest * n);
   for (int64_t ci = 0; ci < k; ++ci)
     for (int64_t r = 0; r < rest; ++r)
       std::copy_n(gathered.data() + (ci * rest + r) * n, n, out + (ci + k * r) * n);
@@ -216,20 +225,6 @@ void HierarchicalCommunicator::allToAllBytesLevel(std::size_t level, const uint8
       std::copy_n(recv.data() + (r * k + src) * b, b, out + (src + k * r) * b);
 }
 
-// As allGatherLevel, in bytes.
-void HierarchicalCommunicator::allGatherBytesLevel(std::size_t level, const uint8_t* in,
-                                                   uint8_t* out, int64_t b) {
-  Communicator& c = *levels_[level];
-  if (level + 1 == levels_.size()) return c.allGatherBytesAsync(in, out, b)->wait();
-  const int64_t k = c.size(), rest = groupSize(level + 1);
-  std::vector<uint8_t> chunk(rest * b), gathered(k * rest * b);
-  allGatherBytesLevel(level + 1, in, chunk.data(), b);
-  c.allGatherBytesAsync(chunk.data(), gathered.data(), rest * b)->wait();
-  for (int64_t ci = 0; ci < k; ++ci)
-    for (int64_t r = 0; r < rest; ++r)
-      std::copy_n(gathered.data() + (ci * rest + r) * b, b, out + (ci + k * r) * b);
-}
-
 std::shared_ptr<Work> HierarchicalCommunicator::allToAllBytesAsync(const uint8_t* in, uint8_t* out,
                                                                    int64_t bytes) {
   return submit([=, this] { allToAllBytesLevel(0, in, out, bytes); });
@@ -239,7 +234,7 @@ std::shared_ptr<Work> HierarchicalCommunicator::allGatherBytesAsync(const uint8_
                                                                     int64_t bytes) {
   return submit([=, this] {
     std::vector<uint8_t> mine(in, in + bytes);  // `in` may lie inside `out`
-    allGatherBytesLevel(0, mine.data(), out, bytes);
+    allGatherLevel(0, mine.data(), out, bytes);
   });
 }
 

@@ -58,9 +58,12 @@ class HierarchicalCommunicator : public Communicator {
   std::shared_ptr<Work> submit(std::function<void()> task);
   void allReduceLevel(std::size_t level, float* data, int64_t n);
   void reduceScatterLevel(std::size_t level, const float* in, float* out, int64_t n);
-  void allGatherLevel(std::size_t level, const float* in, float* out, int64_t n);
+  // f32 values or bytes (T = float or uint8_t), through gatherOn.
+  template <class T>
+  void allGatherLevel(std::size_t level, const T* in, T* out, int64_t n);
+  static void gatherOn(Communicator& c, const float* in, float* out, int64_t n);
+  static void gatherOn(Communicator& c, const uint8_t* in, uint8_t* out, int64_t n);
   void allToAllBytesLevel(std::size_t level, const uint8_t* in, uint8_t* out, int64_t b);
-  void allGatherBytesLevel(std::size_t level, const uint8_t* in, uint8_t* out, int64_t b);
   int64_t groupSize(std::size_t level) const;     // ranks in levels [level, end)
   std::vector<float>& scratch(std::size_t slot);  // reused buffers of the worker thread
 

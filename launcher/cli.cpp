@@ -199,8 +199,10 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
       "simulate",
       "Predicted compute utilisation of dp, diloco, streaming and co2 over a bandwidth sweep "
       "(per-layer step DAG, one link; presets 1b, 10b, 100b or a custom model)");
+  std::vector<std::string> preset_names;
+  for (const sim::ModelShape& m : sim::presets()) preset_names.push_back(m.name);
   simulate_cmd->add_option("--preset", sim_presets, "1b, 10b, 100b (repeatable; default all)")
-      ->check(CLI::IsMember({"1b", "10b", "100b"}));
+      ->check(CLI::IsMember(preset_names));
   simulate_cmd->add_option("--layers", sim_custom.layers, "Custom model: layers")
       ->check(CLI::PositiveNumber);
   simulate_cmd->add_option("--params", sim_custom.params, "Custom model: parameters")
@@ -215,7 +217,7 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
                                            "Streaming: layers per fragment (default 3)")
                               ->check(CLI::PositiveNumber);
   simulate_cmd->add_option("--method", sim_method, "dp, diloco, streaming or co2 (default: all)")
-      ->check(CLI::IsMember({"dp", "diloco", "streaming", "co2"}));
+      ->check(CLI::IsMember(sim::methodNames()));
   simulate_cmd->add_option("--overlap", sim_overlap, "Streaming: overlap tau in steps")
       ->check(CLI::NonNegativeNumber);
   simulate_cmd->add_option("--bits", sim_options.bits, "Bits per exchanged parameter (16)")
@@ -386,12 +388,9 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
           }
       }
       if (!sim_method.empty()) {
-        const sim::Method m = sim_method == "dp"       ? sim::Method::Dp
-                              : sim_method == "diloco" ? sim::Method::Diloco
-                              : sim_method == "co2"    ? sim::Method::Co2
-                                                       : sim::Method::Streaming;
-        sim_options.setups.push_back(
-            {m, std::max<int64_t>(0, sim_overlap), sim_options.bits, sim_options.replicas});
+        sim_options.setups.push_back({sim::methodNamed(sim_method),
+                                      std::max<int64_t>(0, sim_overlap), sim_options.bits,
+                                      sim_options.replicas});
       } else if (sim_overlap >= 0) {
         throw ConfigError("simulate: --overlap goes with --method streaming");
       }

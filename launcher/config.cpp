@@ -842,12 +842,6 @@ std::vector<std::string> tierNames(const Config& c) {
   return names;
 }
 
-int tierIndex(const Config& c, const std::string& name) {
-  for (std::size_t i = 0; i < c.topology.tiers.size(); ++i)
-    if (c.topology.tiers[i].name == name) return static_cast<int>(i);
-  return -1;
-}
-
 void resolveAndCheck(Config& c) {
   Checker check(c);
   auto set = [&](const char* path) { return c.locations.count(path) > 0; };
@@ -1002,6 +996,12 @@ std::string readFile(const std::string& path) {
 }
 
 }  // namespace
+
+int tierIndex(const Config& c, const std::string& name) {
+  for (std::size_t i = 0; i < c.topology.tiers.size(); ++i)
+    if (c.topology.tiers[i].name == name) return static_cast<int>(i);
+  return -1;
+}
 
 // ------------------------------------------------------------------------------------------
 

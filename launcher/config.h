@@ -264,6 +264,9 @@ std::string toYaml(const Config& config);
 // mismatches in the trainer).
 std::string keyMessage(const Config& config, std::string path, const std::string& what);
 
+// Index of the tier called `name` in topology.tiers, or -1.
+int tierIndex(const Config& config, const std::string& name);
+
 // One line: model, steps, methods.
 std::string summary(const Config& config);
 

@@ -101,7 +101,7 @@ Plan makePlan(const Config& c, const PlanOptions& o) {
                              : rest                        ? plan.world
                                                            : c.topology.tiers[0].size.ranks;
     std::vector<std::string> names;
-    for (int64_t r = 0; r < plan.world; ++r) names.push_back("host" + std::to_string(r / per_host));
+    for (int64_t r = 0; r < plan.world; ++r) names.push_back(blockHostName(r, per_host));
     islands = islandsFor(c, names);
     plan.islands = describeIslands(islands);
     class_of_rank = classOfRank(islands);

@@ -69,12 +69,7 @@ schedules::SyncSettings syncSettings(const Config& c, int replica) {
   const OuterSyncConfig& o = c.sync.outer;
   schedules::SyncSettings s;
   s.inner = static_cast<schedules::InnerMethod>(static_cast<int>(c.sync.inner.method));
-  auto tierOf = [&](const std::string& v) {
-    if (v == "replica") return -1;
-    for (std::size_t i = 0; i < c.topology.tiers.size(); ++i)
-      if (c.topology.tiers[i].name == v) return static_cast<int>(i);
-    return -1;
-  };
+  auto tierOf = [&](const std::string& v) { return v == "replica" ? -1 : tierIndex(c, v); };
   s.shard_optimizer_tier = tierOf(c.sync.inner.shard.optimizer);
   s.shard_grads_tier = tierOf(c.sync.inner.shard.grads);
   s.method = static_cast<schedules::OuterMethod>(static_cast<int>(o.method));
@@ -169,9 +164,13 @@ std::vector<std::string> gatherText(comm::Communicator& world, const std::string
   return out;
 }
 
+std::string blockHostName(int64_t rank, int64_t ranks_per_host) {
+  return "host" + std::to_string(rank / ranks_per_host);
+}
+
 std::vector<std::string> hostNames(const Config& c, comm::Communicator& world) {
   return gatherText(world, c.topology.ranks_per_host > 0
-                               ? "host" + std::to_string(world.rank() / c.topology.ranks_per_host)
+                               ? blockHostName(world.rank(), c.topology.ranks_per_host)
                                : machineName());
 }
 

@@ -38,6 +38,8 @@ std::vector<std::string> classOfRank(const comm::Islands& islands);
 std::string machineName();
 // Every rank's `own` (up to 127 bytes), in rank order. Collective over `world`.
 std::vector<std::string> gatherText(comm::Communicator& world, const std::string& own);
+// "host<N>": the name of a rank's host when hosts are blocks of `ranks_per_host` ranks.
+std::string blockHostName(int64_t rank, int64_t ranks_per_host);
 // Each rank's host name as the topology.hosts rules see it: host<N> for blocks of
 // topology.ranks_per_host ranks when that is set (one machine standing in for several), else
 // the machine's own name. Collective over `world`.

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "launcher/config.h"
+#include "launcher/setup.h"
 #include "runtime/codec.h"
 
 namespace lowband::launcher {
@@ -69,8 +70,7 @@ void fromConfig(const Config& c, const PlanOptions& plan_options, SimulateOption
              : outer.method == OuterMethod::Co2             ? sim::Method::Co2
                                                             : sim::Method::Diloco;
   s.overlap = outer.method == OuterMethod::StreamingDiloco ? outer.overlap : 0;
-  const runtime::CodecSpec codec{static_cast<runtime::Codec>(static_cast<int>(outer.codec)),
-                                 outer.codec_block, outer.topk_ratio};
+  const runtime::CodecSpec codec = syncSettings(c, 0).codec;
   const int64_t n = 1 << 20;
   s.bits = outer.method == OuterMethod::Ddp || codec.codec == runtime::Codec::None
                ? 32

@@ -54,8 +54,12 @@ GradientAveraging::GradientAveraging(const SyncSettings& s, nn::ParamStore& para
       params_(params),
       grads_(params, world ? groups.world() : groups.replica(), s.bucket_bytes,
              world ? stats_.outer : stats_.inner) {
-  codecs_ = groups.gradientCodecs();
-  if (inner_ == InnerMethod::Ddp) return;
+  if (inner_ != InnerMethod::Ddp) zero_ = makeZeroShard(s, groups, world);
+  codecs_ = groups.gradientCodecs();  // those of the gradient group and of ZeRO's spans
+}
+
+std::unique_ptr<ZeroShard> GradientAveraging::makeZeroShard(const SyncSettings& s,
+                                                            ReplicaGroups& groups, bool world) {
   // The group's levels [0, m); placement tiers inside it (schedules/zero.h).
   const int m = world ? groups.tiers() : groups.outerTier();
   const int o = s.shard_optimizer_tier < 0 ? m - 1 : s.shard_optimizer_tier;
@@ -66,21 +70,16 @@ GradientAveraging::GradientAveraging(const SyncSettings& s, nn::ParamStore& para
                                 " must satisfy gradient <= optimizer < " + std::to_string(m) +
                                 " (the group's levels)");
   ExchangeTime& time = world ? stats_.outer : stats_.inner;
-  // The gradient norm is summed in f32, over the gradient shards' ranks without a codec.
-  const bool encoded = !codecs_.empty();
-  if (g == m - 1) {  // the whole group: no split, no mirrors
-    comm::Communicator& group = world ? groups.world() : groups.replica();
-    comm::Communicator& one = groups.levels(0, 0, "one rank");
-    comm::Communicator& norm = encoded ? groups.levels(0, m, "gradient norm") : group;
-    zero_ = std::make_unique<ZeroShard>(params, group, one, one, norm, time);
-    return;
-  }
-  comm::Communicator& shards = groups.levels(0, g + 1, "gradient shards", true);
-  comm::Communicator& norm = encoded ? groups.levels(0, g + 1, "gradient norm") : shards;
-  zero_ =
-      std::make_unique<ZeroShard>(params, shards, groups.levels(g + 1, o + 1, "optimizer split"),
-                                  groups.levels(g + 1, m, "gradient mirrors", true), norm, time);
-  codecs_ = groups.gradientCodecs();  // with those of the shards and mirrors
+  // The gradient shards' ranks; the gradient norm is summed over them in f32, so through a
+  // span of its own when theirs encodes.
+  comm::Communicator& shards = g == m - 1 ? (world ? groups.world() : groups.replica())
+                                          : groups.levels(0, g + 1, "gradient shards", true);
+  comm::Communicator& norm =
+      groups.encodes(0, g + 1) ? groups.levels(0, g + 1, "gradient norm") : shards;
+  // Spans are collective: made in this order on every rank.
+  comm::Communicator& split = groups.levels(g + 1, o + 1, "optimizer split");
+  comm::Communicator& mirrors = groups.levels(g + 1, m, "gradient mirrors", true);
+  return std::make_unique<ZeroShard>(params_, shards, split, mirrors, norm, time);
 }
 
 void GradientAveraging::beforeOptimizerStep() {

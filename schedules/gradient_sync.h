@@ -99,6 +99,9 @@ class GradientAveraging : public Strategy {
   nn::ParamStore& params_;
   GradientSync grads_;
   std::unique_ptr<ZeroShard> zero_;
+  // ZeRO's shards over the group (the replica, or the world) as the settings place them.
+  std::unique_ptr<ZeroShard> makeZeroShard(const SyncSettings& s, ReplicaGroups& groups,
+                                           bool world);
   // Gradient codecs whose error-feedback rounds end with each step's exchange.
   std::vector<comm::CodecCommunicator*> codecs_;
 };

@@ -112,6 +112,10 @@ class ReplicaGroups {
   // have a gradient codec are encoded. Collective: every rank asks for the same spans in the
   // same order.
   comm::Communicator& levels(int begin, int end, const std::string& name, bool encoded = false);
+  // Whether a level in [begin, end) has a gradient codec (its `encoded` span would encode).
+  bool encodes(int begin, int end) const {
+    return codecs_.lower_bound(begin) != codecs_.lower_bound(end);
+  }
   // The encoded levels made so far (gradient codecs), in the order they were made.
   const std::vector<comm::CodecCommunicator*>& gradientCodecs() const { return codecs_made_; }
 

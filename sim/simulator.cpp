@@ -19,6 +19,22 @@ const char* methodName(Method m) {
   return "?";
 }
 
+namespace {
+constexpr Method kMethods[] = {Method::Dp, Method::Diloco, Method::Streaming, Method::Co2};
+}
+
+std::vector<std::string> methodNames() {
+  std::vector<std::string> names;
+  for (Method m : kMethods) names.emplace_back(methodName(m));
+  return names;
+}
+
+Method methodNamed(const std::string& name) {
+  for (Method m : kMethods)
+    if (name == methodName(m)) return m;
+  LB_THROW(SimError, "unknown method '" + name + "'");
+}
+
 const std::vector<ModelShape>& presets() {
   static const std::vector<ModelShape> all = {{"1b", 24, 1e9, 0.1, 100, 3},
                                               {"10b", 48, 1e10, 0.8, 100, 3},
@@ -101,11 +117,10 @@ double utilization(const ModelShape& m, const Setup& s, const LinkSpec& spec) {
       if (s.method == Method::Dp)
         pending.push_back({t + 1, l, l + 1, link.issue(cursor, wire(per_layer))});
     }
-    const bool round_end = (t + 1) % m.H == 0;
-    if (s.method == Method::Diloco && round_end)
-      pending.push_back({t + 1, 0, L, link.issue(cursor, wire(m.params))});
-    if (s.method == Method::Co2 && round_end)
-      pending.push_back({t + 1 + m.H, 0, L, link.issue(cursor, wire(m.params))});
+    // diloco's exchange is applied before the next step, co2's a round later.
+    if ((s.method == Method::Diloco || s.method == Method::Co2) && (t + 1) % m.H == 0)
+      pending.push_back(
+          {t + 1 + (s.method == Method::Co2 ? m.H : 0), 0, L, link.issue(cursor, wire(m.params))});
     if (s.method == Method::Streaming)
       for (int64_t p = 0; p < F; ++p) {
         if ((t + 1 - offset[p]) % m.H != 0) continue;

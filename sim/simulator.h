@@ -34,6 +34,8 @@ LB_DEFINE_ERROR(SimError, "simulate");
 
 enum class Method { Dp, Diloco, Streaming, Co2 };
 const char* methodName(Method m);
+std::vector<std::string> methodNames();       // every method's name, in enum order
+Method methodNamed(const std::string& name);  // SimError for an unknown name
 
 struct ModelShape {
   std::string name;  // "1b", "custom", ...
