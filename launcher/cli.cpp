@@ -357,10 +357,13 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
     }
     if (simulate_cmd->parsed() && !sim_config.empty()) {
       if (!sim_presets.empty() || sim_custom.layers > 0 || sim_custom.params > 0 ||
-          !sim_method.empty() || sim_overlap >= 0 || sim_h->count() || sim_frag->count())
+          !sim_method.empty() || sim_overlap >= 0 || sim_h->count() || sim_frag->count() ||
+          simulate_cmd->get_option("--bits")->count() ||
+          simulate_cmd->get_option("--replicas")->count())
         throw ConfigError(
-            "simulate --config takes the model and method from the config; drop --preset, "
-            "--layers, --params, --H, --fragment-layers, --method and --overlap (use --set)");
+            "simulate --config takes the model, method, codec and replicas from the config; "
+            "drop --preset, --layers, --params, --H, --fragment-layers, --method, --overlap, "
+            "--bits and --replicas (use --set)");
       LoadOptions load;
       load.overrides = sim_overrides;
       if (sim_world > 0) load.world = sim_world;

@@ -79,8 +79,7 @@ void fromConfig(const Config& c, const PlanOptions& plan_options, SimulateOption
   o.models = {m};
   o.setups = {s};
   o.replicas = s.replicas;
-  for (const TierPlan& t : plan.tiers)
-    if (!t.inner) o.latency_s = t.latency;  // the outermost outer tier's
+  o.latency_s = plan.tiers.back().latency;  // the outermost tier's (outer ddp's too)
   o.compute_fraction = plan.compute_s / m.step_s;
   char note[320];
   std::snprintf(note, sizeof note,

@@ -163,9 +163,20 @@ TEST(SimulateCli, ConfigGivesTheOuterExchangeOfARealLayout) {
   for (const char* key : {"\"method\":\"streaming\"", "\"overlap\":1", "\"bits\":4.5",
                           "\"replicas\":2", "\"latency_s\":0.02"})
     EXPECT_NE(r.out.find(key), std::string::npos) << key << " in " << r.out;
-  const CliRun both = cli({"simulate", "--config", config, "--preset", "1b"});
-  EXPECT_EQ(both.status, 1);
-  EXPECT_NE(both.err.find("takes the model and method from the config"), std::string::npos);
+  for (const auto& [option, value] :  // the config says those
+       {std::pair<const char*, const char*>{"--preset", "1b"}, {"--bits", "4"}}) {
+    const CliRun both = cli({"simulate", "--config", config, option, value});
+    EXPECT_EQ(both.status, 1) << option;
+    EXPECT_NE(both.err.find("takes the model, method, codec and replicas from the config"),
+              std::string::npos)
+        << both.err;
+  }
+  // Outer ddp: the outermost tier's latency (20 ms) too, not the --latency default.
+  const CliRun ddp = cli({"simulate", "--config", config, "--world", "4", "--step-time", "0.05",
+                          "--set", "sync.outer.method=ddp", "--format", "json", "--points", "2"});
+  ASSERT_EQ(ddp.status, 0) << ddp.err;
+  EXPECT_NE(ddp.out.find("\"method\":\"dp\""), std::string::npos) << ddp.out;
+  EXPECT_NE(ddp.out.find("\"latency_s\":0.02"), std::string::npos) << ddp.out;
 }
 
 TEST(SimulateCli, BadOptionsAreOneClearError) {
