@@ -400,9 +400,12 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   const int outer_tier = std::max(0, topology.tierIndex(c.sync.outer.tier));
   schedules::ReplicaGroups groups(topology, world, outer_tier, innerCodecs(c),
                                   c.sync.inner.error_feedback);
+  schedules::SyncSettings sync_settings = syncSettings(c, groups.replicaIndex());
+  sync_settings.land_in_forward = true;  // the model's forward calls onParamsNeeded
   std::unique_ptr<schedules::Strategy> strategy =
-      schedules::makeStrategy(syncSettings(c, groups.replicaIndex()), params, groups);
+      schedules::makeStrategy(sync_settings, params, groups);
   model->setGradsReadyHook([&](int group) { strategy->onGradsReady(group); });
+  model->setParamsNeededHook([&](int group) { strategy->onParamsNeeded(group); });
   const auto [shard_begin, shard_end] = strategy->optimizerRange();  // ZeRO: this rank's shard
   nn::Optimizer optimizer(params, optimizerSettings(c), shard_begin, shard_end);
   const double peak = runtime::measureGemmPeak(stream);
@@ -546,14 +549,17 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     bar_shown = true;
   };
   std::vector<float> saved(static_cast<std::size_t>(params.size()));
+  std::vector<float> global(static_cast<std::size_t>(params.size()));
   double eval_s = 0;
   auto evaluate = [&](int64_t step) {
     if (!data->hasValidation()) return;
     const auto eval_start = Clock::now();
-    // On theta_global (the outer state) where the method keeps one; then back to the replica's.
+    // On theta_global (the outer state) where the method keeps one; then back to the replica's
+    // (saved after evalParams, which may land a deferred outer update into them).
     float* theta = params.params().data<float>();
+    strategy->evalParams(global.data());
     std::copy_n(theta, params.size(), saved.data());
-    strategy->evalParams(theta);
+    std::copy_n(global.data(), params.size(), theta);
     RunData::Eval e = data->evaluate(*model, stream, c.run.eval_batches);
     std::copy_n(saved.data(), params.size(), theta);
     float sums[2] = {static_cast<float>(e.loss), static_cast<float>(e.accuracy)};
@@ -578,7 +584,6 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   };
 
   // A checkpoint of the state after `done` steps: every rank's state, theta_global as the model.
-  std::vector<float> global;
   const std::string resolved_yaml = "# resolved from " + c.source + "\n" + toYaml(c);
   auto checkpoint = [&](int64_t done) {
     runtime::StateDict state(rankStateName(rank));
@@ -588,7 +593,6 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     state.putValue("data.position", data->position());
     state.putValue("trainer.step", done);
     state.putValue("trainer.counters", n);
-    global.resize(static_cast<std::size_t>(params.size()));
     if (params.device().isCuda())  // one process: theta_global is the parameters
       runtime::copyBytes(stream, global.data(), runtime::Device::cpu(), params.params().raw(),
                          params.device(), global.size() * sizeof(float));

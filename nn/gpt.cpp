@@ -101,11 +101,13 @@ float Gpt::forward(const Stream& s, const Batch& batch) {
   has_targets_ = batch.targets != nullptr;
   if (has_targets_) copyBytes(s, targets, dev, batch.targets, Device::cpu(), N * sizeof(int32_t));
 
+  paramsNeeded(kEmbeddingGroup);  // wte and wpe now; lnf and the tied head come last
   embeddingForward(s, a[encoded_], tokens, p("wte"), p("wpe"), B, T, C);
   const float* x = a[encoded_];
   for (int64_t l = 0; l < shape_.n_layer; ++l) {
     const Layer& y = layers_[l];
     auto w = [&](const char* what) { return p(blockName(l, what)); };
+    paramsNeeded(static_cast<int>(l));
     layerNormForward(s, a[y.ln1], a[y.ln1_mean], a[y.ln1_rstd], x, w("ln1.w"), w("ln1.b"), N, C);
     linearForward(s, a[y.qkv], a[y.ln1], w("attn.w"), w("attn.b"), N, C, 3 * C);
     attentionForward(s, a[y.atty], a[y.lse], a[y.qkv], B, T, H, hd);

@@ -74,6 +74,7 @@ float Mlp::forward(const Stream& s, const Batch& batch) {
   const std::size_t layers = pre_.size();
   const float* h = a[input_];
   for (std::size_t i = 0; i < layers; ++i) {
+    paramsNeeded(static_cast<int>(i));
     linearForward(s, a[pre_[i]], h, params_.param(layerName(i, "w")),
                   params_.param(layerName(i, "b")), N, width(i), width(i + 1));
     if (i + 1 < layers) {

@@ -27,6 +27,9 @@ class Model {
   virtual ParamStore& params() = 0;
   // Runs the forward pass, keeps what backward needs, and returns the mean loss (waits for
   // the stream). With targets == nullptr only logits are computed and 0 is returned.
+  // Calls the params-needed hook once per parameter group, in the order forward first reads
+  // the groups, just before issuing that group's first kernel: a caller can finish writing a
+  // group's parameters (a deferred outer update) while the earlier layers compute.
   virtual float forward(const runtime::Stream& stream, const Batch& batch) = 0;
   // grads += d(mean loss)/d(params) of the last forward. Calls the gradients-ready hook once
   // per parameter group (ParamStore groups) as soon as backward has finished writing that
@@ -34,6 +37,9 @@ class Model {
   // them while the earlier layers' backward still runs.
   virtual void backward(const runtime::Stream& stream) = 0;
   void setGradsReadyHook(std::function<void(int group)> hook) { grads_ready_ = std::move(hook); }
+  void setParamsNeededHook(std::function<void(int group)> hook) {
+    params_needed_ = std::move(hook);
+  }
   // Logits of the last forward on the host: [rows * seq, classes] (for tests and evaluation).
   virtual std::vector<float> logits(const runtime::Stream& stream) = 0;
   // Floating-point operations of one forward + backward per predicted position (for MFU).
@@ -46,9 +52,12 @@ class Model {
   void gradsReady(int group) const {
     if (grads_ready_) grads_ready_(group);
   }
+  void paramsNeeded(int group) const {
+    if (params_needed_) params_needed_(group);
+  }
 
  private:
-  std::function<void(int group)> grads_ready_;
+  std::function<void(int group)> grads_ready_, params_needed_;
 };
 
 }  // namespace lowband::nn

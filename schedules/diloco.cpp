@@ -32,6 +32,8 @@ StreamingDiloco::StreamingDiloco(const SyncSettings& settings, nn::ParamStore& p
     f.shard->gatherOwn(theta, f.global.data());  // every replica starts from the same init
     if (s_.optimizer == OuterOptimizer::Nesterov) f.v.assign(f.shard->stride(), 0.0f);
   }
+  for (std::size_t p = 0; p < plan_.size(); ++p)
+    for (int g : plan_[p].groups) fragment_of_group_[g] = static_cast<int>(p);
   stats_.fragment_steps.assign(plan_.size(), 0);
   codec_ = makeCodec(s_, groups.across());
 }
@@ -91,23 +93,41 @@ void StreamingDiloco::landFragment(int p) {
   ++stats_.outer_steps;
 }
 
+void StreamingDiloco::landIfInFlight(int p, bool due_only) {
+  const auto it = std::find(in_flight_.begin(), in_flight_.end(), p);
+  if (it == in_flight_.end() || (due_only && frags_[p].due > last_step_)) return;
+  in_flight_.erase(it);
+  landFragment(p);
+}
+
+void StreamingDiloco::landDue() {
+  while (true) {
+    const auto due = std::find_if(in_flight_.begin(), in_flight_.end(),
+                                  [&](int p) { return frags_[p].due <= last_step_; });
+    if (due == in_flight_.end()) return;
+    landIfInFlight(*due, true);
+  }
+}
+
+void StreamingDiloco::onParamsNeeded(int group) {
+  if (!s_.land_in_forward) return;
+  const auto it = fragment_of_group_.find(group);
+  if (it != fragment_of_group_.end()) landIfInFlight(it->second, true);
+}
+
 void StreamingDiloco::afterOptimizerStep(int64_t step) {
   finishInnerStep();
   const int64_t t = step + 1;
   last_step_ = t;
-  // Exchanges due now land first (in start order), then fragments due now start.
-  while (!in_flight_.empty() && frags_[in_flight_.front()].due <= t) {
-    const int p = in_flight_.front();
-    in_flight_.pop_front();
-    landFragment(p);
-  }
+  // Exchanges due now land first (in start order; with land_in_forward at the next forward),
+  // then fragments due now start.
+  if (!s_.land_in_forward) landDue();
   for (std::size_t p = 0; p < plan_.size(); ++p) {
     if (!plan_[p].syncsAt(t, s_.H)) continue;
+    // Its last exchange is long due (tau < H); still in flight only if no forward read it.
+    landIfInFlight(static_cast<int>(p), false);
     start(static_cast<int>(p), t);
-    if (s_.overlap == 0) {
-      in_flight_.pop_back();
-      landFragment(static_cast<int>(p));
-    }
+    if (s_.overlap == 0 && !s_.land_in_forward) landIfInFlight(static_cast<int>(p), false);
   }
 }
 
@@ -129,6 +149,7 @@ void StreamingDiloco::finish() {
 }
 
 void StreamingDiloco::evalParams(float* out) {
+  landDue();
   // The fragments tile the whole buffer: every element of out is written.
   for (FragmentState& f : frags_)
     f.shard->allGatherInto(groups_.replica(), f.global.data(), scratch_, out, 0.0f);

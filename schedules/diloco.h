@@ -16,12 +16,17 @@
 //               theta_local,p = theta~                                         (tau = 0)
 // Alpha mixes in only what was trained while the exchange was in flight: with tau = 0 nothing
 // was, theta_local,p = theta~ and alpha does not apply (P = 1, tau = 0 is diloco exactly).
+// "Lands after step t + tau" is a point in the math, not in time: with land_in_forward the
+// exchange is awaited and applied just before the next forward first reads one of the
+// fragment's groups (nothing writes those parameters in between, so the result is the same
+// bit for bit), and the wait hides behind the forward of the layers before it.
 // finish() lands what is in flight, then syncs once more (tau = 0) every fragment that did not
 // start a sync at the last step, so the final theta_global holds every step's work.
-// Evaluation uses theta_global.
+// Evaluation uses theta_global (evalParams lands what is due first).
 #pragma once
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -37,6 +42,7 @@ class StreamingDiloco : public GradientAveraging {
   StreamingDiloco(const SyncSettings& settings, nn::ParamStore& params, ReplicaGroups& groups);
   ~StreamingDiloco() override;  // waits for exchanges still in flight (not applied)
   std::string describe() const override;
+  void onParamsNeeded(int group) override;
   void afterOptimizerStep(int64_t step) override;
   void finish() override;
   void evalParams(float* out) override;
@@ -59,13 +65,17 @@ class StreamingDiloco : public GradientAveraging {
   };
   void start(int p, int64_t t);
   void landFragment(int p);
+  // Lands fragment p if its exchange is in flight and, with `due_only`, due.
+  void landIfInFlight(int p, bool due_only);
+  void landDue();  // every due exchange, in start order
 
   SyncSettings s_;
   ReplicaGroups& groups_;
   std::vector<Fragment> plan_;
   std::vector<FragmentState> frags_;
-  std::deque<int> in_flight_;  // fragments, in start order
-  int64_t last_step_ = 0;      // t of the last afterOptimizerStep
+  std::deque<int> in_flight_;  // fragments, in start order (due ones too, with land_in_forward)
+  std::map<int, int> fragment_of_group_;
+  int64_t last_step_ = 0;  // t of the last afterOptimizerStep
   std::vector<float> scratch_;
   std::unique_ptr<comm::CompressedAllReduce> codec_;
 };

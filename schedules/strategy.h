@@ -2,6 +2,8 @@
 // world into replica groups; inside a replica gradients are averaged every step (inner ddp),
 // across replicas only by the outer method. The trainer drives a Strategy through these hooks,
 // on every rank, in this order per step:
+//   model forward  -> onParamsNeeded(group) per parameter group (the model's hook; with
+//                              SyncSettings::land_in_forward, outer updates due land here)
 //   model backward -> onGradsReady(group) per parameter group (set as the model's hook)
 //   beforeOptimizerStep()      gradients are the replica's mean when it returns
 //   gradientNorm(); optimizer step over optimizerRange() (or a skipped step: the hooks run
@@ -53,6 +55,10 @@ struct SyncSettings {
   bool strided = true;          // block b in fragment b mod P; else contiguous runs of blocks
   bool embeddings_own = false;  // non-block parameters in their own fragment (else fragment 0)
   int64_t overlap = 0;          // tau of this rank's replica
+  // The caller calls onParamsNeeded(group) before forward reads each group (the model's
+  // params-needed hook): due exchanges then land there, not at the end of the step, so their
+  // wait hides behind the forward of the layers before the fragment (DESIGN.md §7's DAG).
+  bool land_in_forward = false;
   double alpha = 0.5;
   runtime::CodecSpec codec;  // outer exchange
   bool error_feedback = false;
@@ -143,6 +149,7 @@ class Strategy {
   virtual ~Strategy() = default;
   virtual std::string describe() const = 0;
   virtual void onGradsReady(int group) = 0;
+  virtual void onParamsNeeded(int /*group*/) {}
   virtual void beforeOptimizerStep() = 0;
   // The part of the flat buffers this rank's optimizer updates (all of it unless ZeRO), and
   // the norm of the group's mean gradient, for clipping (collective under zero2).
@@ -151,7 +158,9 @@ class Strategy {
   virtual void afterOptimizerStep(int64_t step) = 0;  // step: 0-based index of the step done
   virtual void finish() = 0;
   // Writes the parameters evaluation uses (theta_global; the replica's own where there is no
-  // outer state) into `out` (params().size() floats). Collective over the replica.
+  // outer state) into `out` (params().size() floats). Collective over the replica. Outer
+  // updates deferred to the next forward (land_in_forward) land first, so the replica's
+  // parameters may change: read them after this call.
   virtual void evalParams(float* out) = 0;
   // Checkpoints, at a step boundary (after afterOptimizerStep), on every rank: saveState
   // waits for the exchanges in flight and keeps their results, which are applied when they

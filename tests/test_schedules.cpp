@@ -78,6 +78,7 @@ class Replica {
     model_.params().initialize(7, stream_);
     strategy_ = makeStrategy(s, model_.params(), groups_);
     model_.setGradsReadyHook([this](int g) { strategy_->onGradsReady(g); });
+    model_.setParamsNeededHook([this](int g) { strategy_->onParamsNeeded(g); });
     const auto [begin, end] = strategy_->optimizerRange();
     optimizer_ = std::make_unique<nn::Optimizer>(model_.params(), opt, begin, end);
   }
@@ -397,6 +398,46 @@ TEST_F(Schedules, StreamingPerReplicaOverlap) {
     } else {
       EXPECT_EQ(r.params(), local) << "step " << t << ": nothing lands here";
     }
+  }
+}
+
+// land_in_forward: an exchange due after step t lands in step t + 1's forward, just before the
+// fragment's first group is read, and the training is the same bit for bit as landing it at the
+// end of step t; evalParams lands what is due first.
+TEST_F(Schedules, StreamingLandsInTheNextForwardBitForBit) {
+  for (int64_t overlap : {0, 1}) {
+    SCOPED_TRACE("overlap " + std::to_string(overlap));
+    SyncSettings s = settingsOf(OuterMethod::StreamingDiloco, 4);
+    s.fragments = 2;
+    s.overlap = overlap;
+    SyncSettings deferred = s;
+    deferred.land_in_forward = true;
+    Replica a(*world, replicaRanks(), s, adamw());
+    Replica b(*world, replicaRanks(), deferred, adamw());
+    for (int64_t i = 0; i < 11; ++i) {
+      a.step(i);
+      b.step(i);
+      const int64_t landed_a = a.strategy().stats().outer_steps;
+      const int64_t landed_b = b.strategy().stats().outer_steps;
+      if (i + 1 >= 4 + overlap && (i + 1 - overlap) % 2 == 0) {  // a fragment is due (t_p 0, 2)
+        EXPECT_EQ(landed_b, landed_a - 1) << "step " << i + 1 << ": lands in the next forward";
+        EXPECT_NE(a.params(), b.params());
+      } else {
+        EXPECT_EQ(landed_b, landed_a) << "step " << i + 1;
+        EXPECT_EQ(a.params(), b.params()) << "step " << i + 1;
+      }
+      if (i == 7) {  // due at t = 8 with overlap 0: evalParams lands it
+        std::vector<float> ea(a.params().size()), eb(ea.size());
+        a.strategy().evalParams(ea.data());
+        b.strategy().evalParams(eb.data());
+        EXPECT_EQ(ea, eb);
+        EXPECT_EQ(a.params(), b.params()) << "after evalParams";
+      }
+    }
+    a.strategy().finish();
+    b.strategy().finish();
+    EXPECT_EQ(a.params(), b.params());
+    EXPECT_EQ(a.strategy().stats().fragment_steps, b.strategy().stats().fragment_steps);
   }
 }
 
