@@ -3,7 +3,7 @@
 # installs what is missing, builds, prepares the KJV shards, then runs the grid and writes
 # results/study/study.csv and results/study/study.png.
 # Usage: scripts/study/study.sh [--quick] [--real] [--check] [run_study.py options]
-#   default grid: 5 methods x 30/100/300/1000 Mbit/s x 2 and 4 replicas (about 25 minutes on
+#   default grid: 5 methods x 30/100/300/1000 Mbit/s x 2 and 4 replicas (about 17 minutes on
 #   2 cores); --quick: ddp, diloco, streaming+overlap+fp4 at 100 Mbit/s, 2 replicas (about 2);
 #   --real: the same points again over tc-shaped network namespaces (root).
 set -euo pipefail
