@@ -554,14 +554,19 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   auto evaluate = [&](int64_t step) {
     if (!data->hasValidation()) return;
     const auto eval_start = Clock::now();
-    // On theta_global (the outer state) where the method keeps one; then back to the replica's
-    // (saved after evalParams, which may land a deferred outer update into them).
-    float* theta = params.params().data<float>();
-    strategy->evalParams(global.data());
-    std::copy_n(theta, params.size(), saved.data());
-    std::copy_n(global.data(), params.size(), theta);
-    RunData::Eval e = data->evaluate(*model, stream, c.run.eval_batches);
-    std::copy_n(saved.data(), params.size(), theta);
+    RunData::Eval e;
+    if (params.device().isCuda()) {  // one process, no outer state: theta_global is the params
+      e = data->evaluate(*model, stream, c.run.eval_batches);
+    } else {
+      // On theta_global (the outer state) where the method keeps one; then back to the
+      // replica's (saved after evalParams, which may land a deferred outer update into them).
+      float* theta = params.params().data<float>();
+      strategy->evalParams(global.data());
+      std::copy_n(theta, params.size(), saved.data());
+      std::copy_n(global.data(), params.size(), theta);
+      e = data->evaluate(*model, stream, c.run.eval_batches);
+      std::copy_n(saved.data(), params.size(), theta);
+    }
     float sums[2] = {static_cast<float>(e.loss), static_cast<float>(e.accuracy)};
     world.allReduce(sums, 2, comm::ReduceOp::Avg);  // replicas may differ (outer none)
     e.loss = sums[0];

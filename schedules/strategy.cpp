@@ -97,6 +97,13 @@ std::unique_ptr<Strategy> makeStrategy(const SyncSettings& settings, nn::ParamSt
     LB_THROW(ScheduleError,
              "the schedules exchange host memory; multi-rank training on a GPU needs the NCCL "
              "path, which this version does not have yet (use device: cpu)");
+  const bool outer_state =
+      settings.method != OuterMethod::None && settings.method != OuterMethod::Ddp;
+  if (params.device().isCuda() && outer_state)
+    LB_THROW(ScheduleError,
+             "local_sgd, diloco, streaming_diloco and co2 keep their outer state in host memory; "
+             "on a GPU this version trains with sync.outer.method none or ddp only (or use "
+             "device: cpu)");
   switch (settings.method) {
     case OuterMethod::None:
     case OuterMethod::Ddp:
