@@ -549,7 +549,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     bar_shown = true;
   };
   std::vector<float> saved(static_cast<std::size_t>(params.size()));
-  std::vector<float> global(static_cast<std::size_t>(params.size()));
+  std::vector<float> global;  // theta_global, for evaluation and checkpoints (sized on use)
   double eval_s = 0;
   auto evaluate = [&](int64_t step) {
     if (!data->hasValidation()) return;
@@ -561,6 +561,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
       // On theta_global (the outer state) where the method keeps one; then back to the
       // replica's (saved after evalParams, which may land a deferred outer update into them).
       float* theta = params.params().data<float>();
+      global.resize(static_cast<std::size_t>(params.size()));
       strategy->evalParams(global.data());
       std::copy_n(theta, params.size(), saved.data());
       std::copy_n(global.data(), params.size(), theta);
@@ -598,6 +599,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     state.putValue("data.position", data->position());
     state.putValue("trainer.step", done);
     state.putValue("trainer.counters", n);
+    global.resize(static_cast<std::size_t>(params.size()));
     if (params.device().isCuda())  // one process: theta_global is the parameters
       runtime::copyBytes(stream, global.data(), runtime::Device::cpu(), params.params().raw(),
                          params.device(), global.size() * sizeof(float));

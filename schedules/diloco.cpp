@@ -101,11 +101,14 @@ void StreamingDiloco::landIfInFlight(int p, bool due_only) {
 }
 
 void StreamingDiloco::landDue() {
-  while (true) {
-    const auto due = std::find_if(in_flight_.begin(), in_flight_.end(),
-                                  [&](int p) { return frags_[p].due <= last_step_; });
-    if (due == in_flight_.end()) return;
-    landIfInFlight(*due, true);
+  for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+    if (frags_[*it].due > last_step_) {
+      ++it;
+      continue;
+    }
+    const int p = *it;
+    it = in_flight_.erase(it);
+    landFragment(p);  // does not touch in_flight_
   }
 }
 
