@@ -19,12 +19,13 @@ struct BenchShape {
 };
 
 // Quality: a small model for many steps, because what decides the outer methods' gap to ddp at
-// a fixed H is the number of outer steps (160 here; streaming trailed ddp by 4.7% at 80, diloco
-// by 17% at 12).
+// a fixed H is the number of outer steps (240 here; streaming trailed ddp by 4.7% at 80 and by
+// 2.05% at 160, diloco by 17% at 12).
 // Overlap: a model big enough that a step outlasts a fragment's exchange over the emulated
 // link, as at the scale the methods are meant for. Quick: about a minute each on 2 cores.
 BenchShape qualityShape(bool quick) {
-  return quick ? BenchShape{4, 64, 64, 8, 300, 25, 2e-3} : BenchShape{4, 64, 64, 8, 8000, 50, 2e-3};
+  return quick ? BenchShape{4, 64, 64, 8, 300, 25, 2e-3}
+               : BenchShape{4, 64, 64, 8, 12000, 50, 2e-3};
 }
 BenchShape overlapShape(bool quick) {
   return quick ? BenchShape{4, 64, 64, 8, 48, 12, 2e-3} : BenchShape{4, 128, 128, 8, 120, 20, 2e-3};

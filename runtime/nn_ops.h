@@ -49,7 +49,8 @@ void attentionBackward(const Stream& s, float* dqkv, const float* dout, const fl
                        int64_t hd);
 
 // The device path of the two above (strided-batched GEMMs + row bodies, an [H, T, T] score
-// buffer per batch element), callable on the CPU too so tests can check it there.
+// buffer per batch element), callable on the CPU too so tests can check it there. Not cuDNN's
+// fused SDPA: cuDNN 9 takes only FP16/BF16 (or FP8) Q/K/V there, and lowband computes in f32.
 void attentionForwardBatched(const Stream& s, float* out, float* lse, const float* qkv, int64_t B,
                              int64_t T, int64_t H, int64_t hd);
 void attentionBackwardBatched(const Stream& s, float* dqkv, const float* dout, const float* qkv,
