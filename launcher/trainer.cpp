@@ -548,8 +548,9 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     out << text << std::flush;
     bar_shown = true;
   };
-  std::vector<float> saved(static_cast<std::size_t>(params.size()));
-  std::vector<float> global;  // theta_global, for evaluation and checkpoints (sized on use)
+  // theta_global, for evaluation and checkpoints, and the replica's parameters while evaluation
+  // holds theta_global in their place (both sized on use).
+  std::vector<float> global, saved;
   double eval_s = 0;
   auto evaluate = [&](int64_t step) {
     if (!data->hasValidation()) return;
@@ -562,6 +563,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
       // replica's (saved after evalParams, which may land a deferred outer update into them).
       float* theta = params.params().data<float>();
       global.resize(static_cast<std::size_t>(params.size()));
+      saved.resize(global.size());
       strategy->evalParams(global.data());
       std::copy_n(theta, params.size(), saved.data());
       std::copy_n(global.data(), params.size(), theta);

@@ -5,7 +5,7 @@
 #            100 Mbit/s, 20 ms link)
 # then plots docs/schedules.png and rewrites the table between the schedules markers in
 # README.md. Raw output: results/schedules.jsonl; runs: runs/bench_schedules/.
-# Usage: scripts/bench_schedules.sh [--quick]     (full: about 35 minutes on 2 cores)
+# Usage: scripts/bench_schedules.sh [--quick]     (full: about 30 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()

@@ -244,8 +244,8 @@ def main():
     p.add_argument("--latency", default="5ms", help="emulated latency of the wan tier")
     p.add_argument("--check", action="store_true",
                    help="exit 1 unless every emulated point is within 10 pp of lowband simulate "
-                        "(with the machine's floor) and, at 100 Mbit/s, ddp < diloco < streaming < streaming with overlap "
-                        "(with and without fp4) in utilisation")
+                        "(with the machine's floor) and, at 100 Mbit/s, ddp < diloco < streaming "
+                        "< streaming with overlap (with and without fp4) in utilisation")
     p.add_argument("--out", default=os.path.join(ROOT, "results", "study"))
     p.add_argument("--lowband", default=os.path.join(ROOT, "build", "lowband"))
     p.add_argument("--readme", help="rewrite the tables between the study markers of this file")
