@@ -5,10 +5,17 @@
 #include <random>
 #include <vector>
 
+#include "launcher/config.h"
+#include "launcher/setup.h"
 #include "nn/optimizer.h"
 #include "runtime/kernels.h"
+#if LB_WITH_CUDA
+#include "runtime/cuda/backend.h"
+#endif
 
 namespace lowband::launcher {
+
+using runtime::precisionName;
 
 double medianStepSeconds(nn::Model& model, nn::Optimizer& optimizer, const nn::Batch& batch,
                          const runtime::Stream& s, int64_t warmup, int64_t steps) {
@@ -35,6 +42,9 @@ bool trainBenchPreset(const std::string& name, TrainBenchOptions& o) {
   } else if (name == "gpt2") {
     o.shape = {12, 768, 12, 64, 50257};
     o.batch = 4;
+  } else if (name == "gpt2-1024") {
+    o.shape = {12, 768, 12, 1024, 50257};
+    o.batch = 8;
   } else {
     return false;
   }
@@ -44,8 +54,16 @@ bool trainBenchPreset(const std::string& name, TrainBenchOptions& o) {
 
 TrainBenchResult benchTrain(const TrainBenchOptions& o) {
   const runtime::Device device = runtime::selectDevice(o.device).device;
+  TrainBenchResult r;
+  const std::string problem = checkPrecision(o.precision, device, &o.shape, o.batch, &r.precision);
+  if (!problem.empty())
+    throw ConfigError("--precision " + std::string(precisionName(o.precision)) + ": " + problem);
+  r.device = device.str();
+#if LB_WITH_CUDA
+  if (device.isCuda()) r.device += " (" + runtime::cuda::deviceName(device.index) + ")";
+#endif
   runtime::Stream s(device);
-  nn::Gpt gpt(o.shape, device);
+  nn::Gpt gpt(o.shape, device, nn::ParamStore::kAlign, o.precision);
   gpt.params().initialize(1234, s);
   nn::Optimizer optimizer(gpt.params(), {});
   const int64_t T = o.shape.seq_len, n = o.batch * T;
@@ -56,10 +74,9 @@ TrainBenchResult benchTrain(const TrainBenchOptions& o) {
     targets[i] = static_cast<int32_t>(rng() % o.shape.vocab);
   }
   const nn::Batch batch{tokens.data(), nullptr, targets.data(), o.batch, T};
-  TrainBenchResult r;
   r.step_s = medianStepSeconds(gpt, optimizer, batch, s, 2, o.steps);
   r.tokens_per_s = static_cast<double>(n) / r.step_s;
-  r.gemm_peak_gflops = runtime::measureGemmPeak(s);
+  r.gemm_peak_gflops = runtime::measureGemmPeak(s, o.precision);
   r.mfu = gpt.flopsPerPosition() * r.tokens_per_s / (r.gemm_peak_gflops * 1e9);
   return r;
 }

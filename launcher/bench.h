@@ -9,6 +9,7 @@
 #include "nn/gpt.h"
 #include "nn/optimizer.h"
 #include "runtime/device.h"
+#include "runtime/precision.h"
 
 namespace lowband::launcher {
 
@@ -18,13 +19,16 @@ struct TrainBenchOptions {
   int64_t batch = 8;
   int steps = 10;  // timed steps, after 2 warm-up steps
   runtime::DeviceMode device = runtime::DeviceMode::Auto;
+  runtime::Precision precision = runtime::Precision::Fp32;
 };
 
 struct TrainBenchResult {
   double tokens_per_s = 0;
   double step_s = 0;  // median
   double mfu = 0;
-  double gemm_peak_gflops = 0;
+  double gemm_peak_gflops = 0;  // in the benchmark's precision
+  std::string device;           // "cuda:0 (NVIDIA H200)", "cpu"
+  std::string precision;        // as the start-up table says it
 };
 
 TrainBenchResult benchTrain(const TrainBenchOptions& options);
@@ -34,8 +38,9 @@ TrainBenchResult benchTrain(const TrainBenchOptions& options);
 double medianStepSeconds(nn::Model& model, nn::Optimizer& optimizer, const nn::Batch& batch,
                          const runtime::Stream& stream, int64_t warmup, int64_t steps);
 
-// Named shapes: "small" (6x256, 8 heads, T 256, batch 8, vocab 256) and "gpt2" (GPT-2 small:
-// 12x768, 12 heads, T 64, batch 4, vocab 50257). Returns false for an unknown name.
+// Named shapes: "small" (6x256, 8 heads, T 256, batch 8, vocab 256), "gpt2" (GPT-2 small:
+// 12x768, 12 heads, T 64, batch 4, vocab 50257) and "gpt2-1024" (GPT-2 small at its full context:
+// T 1024, batch 8). Returns false for an unknown name.
 bool trainBenchPreset(const std::string& name, TrainBenchOptions& options);
 
 }  // namespace lowband::launcher

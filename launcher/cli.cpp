@@ -253,10 +253,22 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
       "train", "Training-step throughput and MFU of a GPT shape on random tokens");
   bench_train_cmd
       ->add_option("--model", bench_preset,
-                   "Shape: small (6x256, T 256, batch 8) or gpt2 (12x768, T 64, batch 4)")
-      ->check(CLI::IsMember({"small", "gpt2"}));
+                   "Shape: small (6x256, T 256, batch 8), gpt2 (12x768, T 64, batch 4) or "
+                   "gpt2-1024 (12x768, T 1024, batch 8)")
+      ->check(CLI::IsMember({"small", "gpt2", "gpt2-1024"}));
   bench_train_cmd->add_option("--steps", bench_options.steps, "Timed steps (median reported)")
       ->check(CLI::PositiveNumber);
+  int64_t bench_batch = 0, bench_seq = 0;
+  bench_train_cmd->add_option("--batch", bench_batch, "Sequences per step (default: the shape's)")
+      ->check(CLI::PositiveNumber);
+  bench_train_cmd->add_option("--seq", bench_seq, "Tokens per sequence (default: the shape's)")
+      ->check(CLI::PositiveNumber);
+  std::string bench_device = "auto", bench_precision = "fp32";
+  bench_train_cmd->add_option("--device", bench_device, "auto, cpu or cuda (as the config key)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  bench_train_cmd
+      ->add_option("--precision", bench_precision, "fp32, tf32 or bf16 (as model.precision)")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   bench_train_cmd->add_flag("--json", bench_json, "One JSON object per line");
   CommBenchOptions comm_bench;
   CLI::App* bench_comm_cmd = bench_cmd->add_subcommand(
@@ -424,21 +436,36 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
     }
     if (bench_train_cmd->parsed()) {
       trainBenchPreset(bench_preset, bench_options);
+      if (bench_batch > 0) bench_options.batch = bench_batch;
+      if (bench_seq > 0) bench_options.shape.seq_len = bench_seq;
+      bench_options.device = bench_device == "cpu"    ? runtime::DeviceMode::Cpu
+                             : bench_device == "cuda" ? runtime::DeviceMode::Cuda
+                                                      : runtime::DeviceMode::Auto;
+      bench_options.precision = bench_precision == "bf16"   ? runtime::Precision::Bf16
+                                : bench_precision == "tf32" ? runtime::Precision::Tf32
+                                                            : runtime::Precision::Fp32;
       const TrainBenchResult r = benchTrain(bench_options);
       if (io.quiet()) return kExitOk;
-      char line[320];
+      const std::string& name = bench_options.name;
+      const char* precision = runtime::precisionName(bench_options.precision);
+      char line[640];
       if (bench_json)
         std::snprintf(
             line, sizeof line,
-            "{\"config\":\"%s\",\"lowband_tokens_per_s\":%.1f,\"step_s\":%.5f,\"mfu\":%.4f,"
-            "\"gemm_peak_gflops\":%.1f}",
-            bench_options.name.c_str(), r.tokens_per_s, r.step_s, r.mfu, r.gemm_peak_gflops);
+            "{\"config\":%s,\"precision\":\"%s\",\"batch\":%lld,\"seq\":%lld,"
+            "\"device\":%s,\"lowband_tokens_per_s\":%.1f,\"step_s\":%.5f,"
+            "\"mfu\":%.4f,\"gemm_peak_gflops\":%.1f}",
+            jsonString(name).c_str(), precision, static_cast<long long>(bench_options.batch),
+            static_cast<long long>(bench_options.shape.seq_len), jsonString(r.device).c_str(),
+            r.tokens_per_s, r.step_s, r.mfu, r.gemm_peak_gflops);
       else
-        std::snprintf(
-            line, sizeof line,
-            "%s: %.0f tokens/s (median step %.1f ms), MFU %.1f%% of the %.0f GFLOP/s GEMM peak",
-            bench_options.name.c_str(), r.tokens_per_s, r.step_s * 1e3, r.mfu * 100,
-            r.gemm_peak_gflops);
+        std::snprintf(line, sizeof line,
+                      "%s (batch %lld, T %lld) on %s, %s: %.0f tokens/s (median step %.1f ms), "
+                      "MFU %.1f%% of the %.0f GFLOP/s %s GEMM peak",
+                      name.c_str(), static_cast<long long>(bench_options.batch),
+                      static_cast<long long>(bench_options.shape.seq_len), r.device.c_str(),
+                      r.precision.c_str(), r.tokens_per_s, r.step_s * 1e3, r.mfu * 100,
+                      r.gemm_peak_gflops, precision);
       out << line << "\n";
       return kExitOk;
     }

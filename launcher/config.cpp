@@ -526,6 +526,7 @@ void describe(V& v, RunConfig& c) {
 template <class V>
 void describe(V& v, ModelConfig& c) {
   v.value("kind", c.kind, {.required = true});
+  v.value("precision", c.precision);
   const bool gpt = c.kind == ModelKind::Gpt;
   const Rule g{.min = 1, .active = gpt, .when = "model.kind is gpt"};
   v.value("n_layer", c.n_layer, g);
@@ -860,6 +861,9 @@ void resolveAndCheck(Config& c) {
   if (c.model.kind == ModelKind::Gpt && c.model.d_model % c.model.n_head != 0)
     check.fail("model.n_head", "d_model " + std::to_string(c.model.d_model) +
                                    " is not divisible by n_head " + std::to_string(c.model.n_head));
+  if (c.model.kind == ModelKind::Mlp && c.model.precision == runtime::Precision::Bf16)
+    check.fail("model.precision",
+               "bf16 is implemented for gpt models; an mlp trains in fp32 or tf32");
   if (c.model.kind == ModelKind::Mlp && !c.data.val.empty() && c.data.val_labels.empty())
     check.fail("data.val_labels",
                "missing: model.kind mlp with data.val needs the matching "

@@ -14,6 +14,7 @@
 
 #include "launcher/units.h"
 #include "runtime/device.h"
+#include "runtime/precision.h"
 
 namespace lowband::launcher {
 
@@ -52,6 +53,7 @@ enum class GapPenalty { Gap, Constant, None };
 enum class ClipMode { Off, Value, Norm };
 
 LB_ENUM_NAMES(runtime::DeviceMode, "auto", "cpu", "cuda");
+LB_ENUM_NAMES(runtime::Precision, "fp32", "tf32", "bf16");
 LB_ENUM_NAMES(ModelKind, "gpt", "mlp");
 LB_ENUM_NAMES(Activation, "relu", "gelu");
 LB_ENUM_NAMES(OptimizerKind, "adamw", "sgd");
@@ -96,6 +98,7 @@ struct RunConfig {
 
 struct ModelConfig {
   ModelKind kind = ModelKind::Gpt;
+  runtime::Precision precision = runtime::Precision::Fp32;
   // gpt
   int64_t n_layer = 6;
   int64_t d_model = 256;

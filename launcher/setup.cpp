@@ -8,6 +8,10 @@
 
 #include "nn/gpt.h"
 #include "nn/mlp.h"
+#include "runtime/nn_ops.h"
+#if LB_WITH_CUDA
+#include "runtime/cuda/backend.h"
+#endif
 
 namespace lowband::launcher {
 
@@ -22,12 +26,61 @@ std::unique_ptr<nn::Model> buildModel(const Config& c, runtime::Device device) {
   if (c.model.kind == ModelKind::Gpt)
     return std::make_unique<nn::Gpt>(nn::GptShape{c.model.n_layer, c.model.d_model, c.model.n_head,
                                                   c.model.seq_len, c.model.vocab},
-                                     device);
+                                     device, nn::ParamStore::kAlign, c.model.precision);
   return std::make_unique<nn::Mlp>(
       nn::MlpShape{c.model.input, c.model.hidden, c.model.classes,
                    c.model.activation == Activation::Relu ? nn::MlpActivation::Relu
                                                           : nn::MlpActivation::Gelu},
-      device);
+      device, nn::ParamStore::kAlign, c.model.precision == runtime::Precision::Tf32);
+}
+
+std::string checkPrecision(runtime::Precision p, runtime::Device device, const nn::GptShape* gpt,
+                           int64_t batch, std::string* description) {
+  using runtime::Precision;
+  if (p == Precision::Fp32) {
+    *description = "fp32";
+    return "";
+  }
+  if (!device.isCuda()) {
+    *description = p == Precision::Tf32
+                       ? "tf32 (the CPU has no TF32: it computes fp32)"
+                       : "bf16 (the CPU reference: the GPU's bf16 roundings, f32 GEMMs)";
+    return "";
+  }
+#if LB_WITH_CUDA
+  const int cc = runtime::cuda::computeCapability(device.index);
+  if (cc < 80)
+    return std::string(runtime::precisionName(p)) +
+           " needs the tensor cores of compute capability 8.0 or newer; " + device.str() + " is " +
+           runtime::cuda::deviceName(device.index) + ". HINT: use precision: fp32";
+  if (p == Precision::Tf32) {
+    *description = "tf32 (f32 GEMMs on TF32 tensor cores)";
+    return "";
+  }
+  std::string attention = "cuDNN fused attention";
+  if (gpt) {
+    const runtime::Stream probe(device);
+    const std::string why = runtime::bf16AttentionFallbackReason(
+        probe, batch, gpt->seq_len, gpt->n_head, gpt->d_model / gpt->n_head);
+    if (!why.empty()) attention = "f32 attention, no cuDNN fused kernel: " + why;
+  }
+  *description = "bf16 (bf16 GEMMs on tensor cores, f32 master weights; " + attention + ")";
+  return "";
+#else
+  (void)gpt, (void)batch;
+  return "this build has no CUDA backend";
+#endif
+}
+
+std::string describePrecision(const Config& c, runtime::Device device) {
+  const nn::GptShape shape{c.model.n_layer, c.model.d_model, c.model.n_head, c.model.seq_len,
+                           c.model.vocab};
+  std::string description;
+  const std::string problem =
+      checkPrecision(c.model.precision, device, c.model.kind == ModelKind::Gpt ? &shape : nullptr,
+                     c.data.batch_size, &description);
+  if (!problem.empty()) throw ConfigError(keyMessage(c, "model.precision", problem));
+  return description;
 }
 
 nn::OptimizerSettings optimizerSettings(const Config& c) {

@@ -11,6 +11,7 @@
 #include "comm/islands.h"
 #include "comm/topology.h"
 #include "launcher/config.h"
+#include "nn/gpt.h"
 #include "nn/model.h"
 #include "nn/optimizer.h"
 #include "schedules/strategy.h"
@@ -18,6 +19,13 @@
 namespace lowband::launcher {
 
 std::unique_ptr<nn::Model> buildModel(const Config& c, runtime::Device device);
+// A precision on `device`, for the start-up table ("bf16 (bf16 GEMMs on tensor cores, ...)"),
+// in *description; returns why the device cannot run it ("" when it can): bf16 and tf32 need
+// the tensor cores of sm_80 or newer. `gpt` (may be null) and `batch` name the attention shape.
+std::string checkPrecision(runtime::Precision precision, runtime::Device device,
+                           const nn::GptShape* gpt, int64_t batch, std::string* description);
+// The same for a config; ConfigError naming model.precision when the device cannot run it.
+std::string describePrecision(const Config& c, runtime::Device device);
 nn::OptimizerSettings optimizerSettings(const Config& c);
 // The schedules' settings for a rank of replica `replica` (per-replica overlap).
 schedules::SyncSettings syncSettings(const Config& c, int replica);

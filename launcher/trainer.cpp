@@ -383,6 +383,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   });
   const runtime::DeviceSelection device = runtime::selectDevice(c.device);
   runtime::Stream stream(device.device);
+  const std::string precision = describePrecision(c, device.device);
 
   std::unique_ptr<RunData> data;
   agreeOn(world, [&] {
@@ -408,7 +409,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   model->setParamsNeededHook([&](int group) { strategy->onParamsNeeded(group); });
   const auto [shard_begin, shard_end] = strategy->optimizerRange();  // ZeRO: this rank's shard
   nn::Optimizer optimizer(params, optimizerSettings(c), shard_begin, shard_end);
-  const double peak = runtime::measureGemmPeak(stream);
+  const double peak = runtime::measureGemmPeak(stream, c.model.precision);
 
   // The start-up table (rank 0).
   auto row = [&](const char* key) -> std::ostream& {
@@ -423,7 +424,8 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
                      : "")
              << "at the end, keep " << c.run.keep_last << ")\n";
   row("device") << device.reason << "; " << omp_get_max_threads() << " thread(s), GEMM peak "
-                << static_cast<int>(peak) << " GFLOP/s\n";
+                << static_cast<int>(peak) << " GFLOP/s ("
+                << runtime::precisionName(c.model.precision) << ")\n";
   row("world") << ranks << " rank(s) on " << topology.hosts() << " host(s): " << rankTable(world)
                << "\n";
   if (!islands_text.empty())
@@ -438,7 +440,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   row("sync") << groups.replicas() << " replica(s) of " << groups.replica().size()
               << " rank(s) across '" << topology.tier(outer_tier).name << "'; inner "
               << enumName(c.sync.inner.method) << "; outer " << strategy->describe() << "\n";
-  row("model") << model->describe() << "\n";
+  row("model") << model->describe() << "; " << precision << "\n";
   row("data") << data->describe() << (ranks > 1 ? " per rank" : "") << "\n";
   row("optimizer") << enumName(c.optimizer.kind) << " lr " << c.optimizer.lr << ", warmup "
                    << c.optimizer.warmup << ", " << enumName(c.optimizer.schedule) << " to "

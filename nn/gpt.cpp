@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <type_traits>
 
 #include "runtime/error.h"
 #include "runtime/kernels.h"
@@ -16,7 +17,8 @@ namespace {
 std::string blockName(int64_t l, const char* what) { return "h." + std::to_string(l) + "." + what; }
 }  // namespace
 
-Gpt::Gpt(const GptShape& shape, Device device, int64_t pad_multiple) : shape_(shape) {
+Gpt::Gpt(const GptShape& shape, Device device, int64_t pad_multiple, Precision precision)
+    : shape_(shape), precision_(precision) {
   const int64_t C = shape.d_model, L = shape.n_layer, Vp = shape.paddedVocab();
   LB_REQUIRE(C % shape.n_head == 0, ShapeError,
              "d_model " + std::to_string(C) + " is not divisible by n_head " +
@@ -43,103 +45,158 @@ Gpt::Gpt(const GptShape& shape, Device device, int64_t pad_multiple) : shape_(sh
     params_.add(blockName(l, "fc_proj.b"), {C}, grp, false, Init::Zeros);
   }
   params_.finalize(device, pad_multiple);
+  if (precision_ == Precision::Bf16)
+    params_bf16_ = std::make_unique<Storage>(device, params_.size() * sizeof(Bf16));
 }
 
-void Gpt::ensureActivations(int64_t B, int64_t T, const Stream& stream) {
-  if (B == B_ && T == T_) return;
-  const int64_t C = shape_.d_model, N = B * T, H = shape_.n_head, Vp = shape_.paddedVocab();
+template <class T>
+T* Gpt::pAs(const std::string& name) const {
+  if constexpr (std::is_same_v<T, float>) {
+    return p(name);
+  } else {
+    return static_cast<Bf16*>(params_bf16_->data()) + params_.info(name).offset;
+  }
+}
+
+void Gpt::needParams(const Stream& s, int group) {
+  paramsNeeded(group);
+  if (precision_ != Precision::Bf16) return;
+  const auto [begin, end] = params_.groupRange(group);
+  castToBf16(s, static_cast<Bf16*>(params_bf16_->data()) + begin,
+             params_.params().data<float>() + begin, end - begin);
+}
+
+template <class T>
+void Gpt::ensureActivations(int64_t B, int64_t T_, const Stream& stream) {
+  if (B == B_ && T_ == T_seen_) return;
+  const int64_t C = shape_.d_model, N = B * T_, H = shape_.n_head, Vp = shape_.paddedVocab();
+  constexpr DType act = dtypeOf<T>();
+  constexpr bool f32 = act == DType::F32;
   auto arena = std::make_unique<Arena>();
   encoded_ = arena->reserve(N * C);
   layers_.clear();
   for (int64_t l = 0; l < shape_.n_layer; ++l) {
     Layer a;
-    a.ln1 = arena->reserve(N * C);
+    a.ln1 = arena->reserve(N * C, act);
     a.ln1_mean = arena->reserve(N);
     a.ln1_rstd = arena->reserve(N);
-    a.qkv = arena->reserve(N * 3 * C);
-    a.atty = arena->reserve(N * C);
-    a.lse = arena->reserve(B * H * T);
+    a.qkv = arena->reserve(N * 3 * C, act);
+    a.atty = arena->reserve(N * C, act);
+    a.lse = arena->reserve(B * H * T_);
     a.res_att = arena->reserve(N * C);
-    a.ln2 = arena->reserve(N * C);
+    a.ln2 = arena->reserve(N * C, act);
     a.ln2_mean = arena->reserve(N);
     a.ln2_rstd = arena->reserve(N);
-    a.fch = arena->reserve(N * 4 * C);
-    a.fch_gelu = arena->reserve(N * 4 * C);
+    a.fch = arena->reserve(N * 4 * C, act);
+    a.fch_gelu = arena->reserve(N * 4 * C, act);
     a.res_mlp = arena->reserve(N * C);
     layers_.push_back(a);
   }
-  lnf_ = arena->reserve(N * C);
+  lnf_ = arena->reserve(N * C, act);
   lnf_mean_ = arena->reserve(N);
   lnf_rstd_ = arena->reserve(N);
   logits_ = arena->reserve(N * Vp);
   losses_ = arena->reserve(N);
   ce_lse_ = arena->reserve(N);
   dres_ = arena->reserve(N * C);
+  dres_act_ = f32 ? dres_ : arena->reserve(N * C, act);
   dbtc_ = arena->reserve(N * C);
-  dqkv_ = arena->reserve(N * 3 * C);
-  dfch_ = arena->reserve(N * 4 * C);
+  datty_ = f32 ? dbtc_ : arena->reserve(N * C, act);
+  dqkv_ = arena->reserve(N * 3 * C, act);
+  dfch_ = arena->reserve(N * 4 * C, act);
+  dlogits_ = f32 ? logits_ : arena->reserve(N * Vp, act);
   arena->allocate(params_.device(), stream.handle());
   act_ = std::move(arena);
   tokens_ = std::make_unique<Storage>(params_.device(), N * sizeof(int32_t), stream.handle());
   targets_ = std::make_unique<Storage>(params_.device(), N * sizeof(int32_t), stream.handle());
   B_ = B;
-  T_ = T;
+  T_seen_ = T_;
 }
 
 float Gpt::forward(const Stream& s, const Batch& batch) {
-  const int64_t B = batch.rows, T = batch.seq, C = shape_.d_model, N = B * T;
+  return precision_ == Precision::Bf16 ? forwardAs<Bf16>(s, batch) : forwardAs<float>(s, batch);
+}
+
+void Gpt::backward(const Stream& s) {
+  if (precision_ == Precision::Bf16)
+    backwardAs<Bf16>(s);
+  else
+    backwardAs<float>(s);
+}
+
+template <class T>
+float Gpt::forwardAs(const Stream& s, const Batch& batch) {
+  const int64_t B = batch.rows, T_ = batch.seq, C = shape_.d_model, N = B * T_;
   const int64_t H = shape_.n_head, hd = C / H, V = shape_.vocab, Vp = shape_.paddedVocab();
-  LB_REQUIRE(batch.tokens && T >= 1 && T <= shape_.seq_len && B >= 1, ShapeError,
+  const bool tf32 = precision_ == Precision::Tf32;
+  LB_REQUIRE(batch.tokens && T_ >= 1 && T_ <= shape_.seq_len && B >= 1, ShapeError,
              "gpt forward needs tokens with 1 <= T <= seq_len " + std::to_string(shape_.seq_len) +
-                 ", got T " + std::to_string(T));
-  ensureActivations(B, T, s);
+                 ", got T " + std::to_string(T_));
+  ensureActivations<T>(B, T_, s);
   const Arena& a = *act_;
   const Device dev = params_.device();
   int32_t* tokens = static_cast<int32_t*>(tokens_->data());
   int32_t* targets = static_cast<int32_t*>(targets_->data());
   copyBytes(s, tokens, dev, batch.tokens, Device::cpu(), N * sizeof(int32_t));
   has_targets_ = batch.targets != nullptr;
-  if (has_targets_) copyBytes(s, targets, dev, batch.targets, Device::cpu(), N * sizeof(int32_t));
+  if (has_targets_) {
+    copyBytes(s, targets, dev, batch.targets, Device::cpu(), N * sizeof(int32_t));
+    token_rows_.build(s, batch.tokens, N);  // for the embedding backward
+  }
 
-  paramsNeeded(kEmbeddingGroup);  // wte and wpe now; lnf and the tied head come last
-  embeddingForward(s, a[encoded_], tokens, p("wte"), p("wpe"), B, T, C);
+  needParams(s, kEmbeddingGroup);  // wte and wpe now; lnf and the tied head come last
+  embeddingForward(s, a[encoded_], tokens, p("wte"), p("wpe"), B, T_, C);
   const float* x = a[encoded_];
   for (int64_t l = 0; l < shape_.n_layer; ++l) {
     const Layer& y = layers_[l];
-    auto w = [&](const char* what) { return p(blockName(l, what)); };
-    paramsNeeded(static_cast<int>(l));
-    layerNormForward(s, a[y.ln1], a[y.ln1_mean], a[y.ln1_rstd], x, w("ln1.w"), w("ln1.b"), N, C);
-    linearForward(s, a[y.qkv], a[y.ln1], w("attn.w"), w("attn.b"), N, C, 3 * C);
-    attentionForward(s, a[y.atty], a[y.lse], a[y.qkv], B, T, H, hd);
-    linearForward(s, a[y.res_att], a[y.atty], w("attn_proj.w"), w("attn_proj.b"), N, C, C);
+    auto w = [&](const char* what) { return pAs<T>(blockName(l, what)); };
+    auto w32 = [&](const char* what) { return p(blockName(l, what)); };
+    needParams(s, static_cast<int>(l));
+    layerNormForward(s, a.as<T>(y.ln1), a[y.ln1_mean], a[y.ln1_rstd], x, w32("ln1.w"), w32("ln1.b"),
+                     N, C);
+    linearForward(s, a.as<T>(y.qkv), a.as<T>(y.ln1), w("attn.w"), w("attn.b"), N, C, 3 * C, tf32);
+    attentionForward(s, a.as<T>(y.atty), a[y.lse], a.as<T>(y.qkv), B, T_, H, hd, tf32);
+    linearForward(s, a[y.res_att], a.as<T>(y.atty), w("attn_proj.w"), w32("attn_proj.b"), N, C, C,
+                  tf32);
     accumulate(s, a[y.res_att], x, N * C);
-    layerNormForward(s, a[y.ln2], a[y.ln2_mean], a[y.ln2_rstd], a[y.res_att], w("ln2.w"),
-                     w("ln2.b"), N, C);
-    linearForward(s, a[y.fch], a[y.ln2], w("fc.w"), w("fc.b"), N, C, 4 * C);
-    geluForward(s, a[y.fch_gelu], a[y.fch], N * 4 * C);
-    linearForward(s, a[y.res_mlp], a[y.fch_gelu], w("fc_proj.w"), w("fc_proj.b"), N, 4 * C, C);
+    layerNormForward(s, a.as<T>(y.ln2), a[y.ln2_mean], a[y.ln2_rstd], a[y.res_att], w32("ln2.w"),
+                     w32("ln2.b"), N, C);
+    linearForward(s, a.as<T>(y.fch), a.as<T>(y.ln2), w("fc.w"), w("fc.b"), N, C, 4 * C, tf32);
+    geluForward(s, a.as<T>(y.fch_gelu), a.as<T>(y.fch), N * 4 * C);
+    linearForward(s, a[y.res_mlp], a.as<T>(y.fch_gelu), w("fc_proj.w"), w32("fc_proj.b"), N, 4 * C,
+                  C, tf32);
     accumulate(s, a[y.res_mlp], a[y.res_att], N * C);
     x = a[y.res_mlp];
   }
-  layerNormForward(s, a[lnf_], a[lnf_mean_], a[lnf_rstd_], x, p("lnf.w"), p("lnf.b"), N, C);
-  linearForward(s, a[logits_], a[lnf_], p("wte"), nullptr, N, C, Vp);
+  layerNormForward(s, a.as<T>(lnf_), a[lnf_mean_], a[lnf_rstd_], x, p("lnf.w"), p("lnf.b"), N, C);
+  linearForward(s, a[logits_], a.as<T>(lnf_), pAs<T>("wte"), static_cast<const float*>(nullptr), N,
+                C, Vp, tf32);
   if (!has_targets_) return 0.0f;
   crossEntropyForward(s, a[losses_], a[ce_lse_], a[logits_], targets, N, V, Vp);
   return static_cast<float>(meanOnHost(s, a[losses_], N));
 }
 
-void Gpt::backward(const Stream& s) {
+template <class T>
+void Gpt::backwardAs(const Stream& s) {
   LB_REQUIRE(act_ && has_targets_, ShapeError, "backward() without a forward() with targets");
-  const int64_t B = B_, T = T_, C = shape_.d_model, N = B * T;
+  const int64_t B = B_, T_ = T_seen_, C = shape_.d_model, N = B * T_;
   const int64_t H = shape_.n_head, hd = C / H, V = shape_.vocab, Vp = shape_.paddedVocab();
+  const bool tf32 = precision_ == Precision::Tf32;
   const Arena& a = *act_;
-  const int32_t* tokens = static_cast<const int32_t*>(tokens_->data());
   const int32_t* targets = static_cast<const int32_t*>(targets_->data());
   float* dres = a[dres_];
+  T* dres_act = a.as<T>(dres_act_);
   float* dbtc = a[dbtc_];
+  // The residual gradient as the GEMMs read it (a bf16 copy in bf16; itself in f32).
+  auto residualGradAct = [&] {
+    if constexpr (!std::is_same_v<T, float>) castToBf16(s, dres_act, dres, N * C);
+    return dres_act;
+  };
 
-  crossEntropyBackward(s, a[logits_], a[ce_lse_], targets, N, V, Vp, 1.0f / static_cast<float>(N));
-  linearBackward(s, dbtc, g("wte"), nullptr, a[logits_], a[lnf_], p("wte"), N, C, Vp, false);
+  crossEntropyBackward(s, a.as<T>(dlogits_), a[logits_], a[ce_lse_], targets, N, V, Vp,
+                       1.0f / static_cast<float>(N));
+  linearBackward(s, dbtc, g("wte"), nullptr, a.as<T>(dlogits_), a.as<T>(lnf_), pAs<T>("wte"), N, C,
+                 Vp, false, tf32);
   const float* last = shape_.n_layer > 0 ? a[layers_.back().res_mlp] : a[encoded_];
   zero(s, dres, N * C);
   layerNormBackward(s, dres, g("lnf.w"), g("lnf.b"), dbtc, last, p("lnf.w"), a[lnf_mean_],
@@ -147,33 +204,35 @@ void Gpt::backward(const Stream& s) {
   for (int64_t l = shape_.n_layer - 1; l >= 0; --l) {
     const Layer& y = layers_[l];
     const float* x = l == 0 ? a[encoded_] : a[layers_[l - 1].res_mlp];
-    auto w = [&](const char* what) { return p(blockName(l, what)); };
+    auto w = [&](const char* what) { return pAs<T>(blockName(l, what)); };
+    auto w32 = [&](const char* what) { return p(blockName(l, what)); };
     auto dw = [&](const char* what) { return g(blockName(l, what)); };
     // x_mlp = res_att + fc_proj(gelu(fc(LN2(res_att))))
-    linearBackward(s, a[dfch_], dw("fc_proj.w"), dw("fc_proj.b"), dres, a[y.fch_gelu],
-                   w("fc_proj.w"), N, 4 * C, C, false);
-    geluBackward(s, a[dfch_], a[y.fch], a[dfch_], N * 4 * C);
-    linearBackward(s, dbtc, dw("fc.w"), dw("fc.b"), a[dfch_], a[y.ln2], w("fc.w"), N, C, 4 * C,
-                   false);
-    layerNormBackward(s, dres, dw("ln2.w"), dw("ln2.b"), dbtc, a[y.res_att], w("ln2.w"),
+    linearBackward(s, a.as<T>(dfch_), dw("fc_proj.w"), dw("fc_proj.b"), residualGradAct(),
+                   a.as<T>(y.fch_gelu), w("fc_proj.w"), N, 4 * C, C, false, tf32);
+    geluBackward(s, a.as<T>(dfch_), a.as<T>(y.fch), a.as<T>(dfch_), N * 4 * C);
+    linearBackward(s, dbtc, dw("fc.w"), dw("fc.b"), a.as<T>(dfch_), a.as<T>(y.ln2), w("fc.w"), N, C,
+                   4 * C, false, tf32);
+    layerNormBackward(s, dres, dw("ln2.w"), dw("ln2.b"), dbtc, a[y.res_att], w32("ln2.w"),
                       a[y.ln2_mean], a[y.ln2_rstd], N, C);
     // res_att = x + attn_proj(attention(attn(LN1(x))))
-    linearBackward(s, dbtc, dw("attn_proj.w"), dw("attn_proj.b"), dres, a[y.atty], w("attn_proj.w"),
-                   N, C, C, false);
-    attentionBackward(s, a[dqkv_], dbtc, a[y.qkv], a[y.atty], a[y.lse], B, T, H, hd);
-    linearBackward(s, dbtc, dw("attn.w"), dw("attn.b"), a[dqkv_], a[y.ln1], w("attn.w"), N, C,
-                   3 * C, false);
-    layerNormBackward(s, dres, dw("ln1.w"), dw("ln1.b"), dbtc, x, w("ln1.w"), a[y.ln1_mean],
+    linearBackward(s, a.as<T>(datty_), dw("attn_proj.w"), dw("attn_proj.b"), residualGradAct(),
+                   a.as<T>(y.atty), w("attn_proj.w"), N, C, C, false, tf32);
+    attentionBackward(s, a.as<T>(dqkv_), a.as<T>(datty_), a.as<T>(y.qkv), a.as<T>(y.atty), a[y.lse],
+                      B, T_, H, hd, tf32);
+    linearBackward(s, dbtc, dw("attn.w"), dw("attn.b"), a.as<T>(dqkv_), a.as<T>(y.ln1), w("attn.w"),
+                   N, C, 3 * C, false, tf32);
+    layerNormBackward(s, dres, dw("ln1.w"), dw("ln1.b"), dbtc, x, w32("ln1.w"), a[y.ln1_mean],
                       a[y.ln1_rstd], N, C);
     gradsReady(static_cast<int>(l));
   }
-  embeddingBackward(s, g("wte"), g("wpe"), dres, tokens, B, T, C);
+  embeddingBackward(s, g("wte"), g("wpe"), dres, token_rows_, B, T_, C);
   gradsReady(kEmbeddingGroup);  // wte (tied head), wpe and lnf are complete only now
 }
 
 std::vector<float> Gpt::logits(const Stream& s) {
   LB_REQUIRE(act_ != nullptr, ShapeError, "logits() before forward()");
-  const int64_t N = B_ * T_, Vp = shape_.paddedVocab(), V = shape_.vocab;
+  const int64_t N = B_ * T_seen_, Vp = shape_.paddedVocab(), V = shape_.vocab;
   std::vector<float> padded(N * Vp), out(N * V);
   copyBytes(s, padded.data(), Device::cpu(), (*act_)[logits_], params_.device(),
             padded.size() * sizeof(float));
@@ -187,7 +246,8 @@ double Gpt::flopsPerPosition() const {
   // the tied head, plus attention: QK^T and AV over (on average) T/2 keys, times 3 (fwd + bwd).
   const double C = static_cast<double>(shape_.d_model), L = static_cast<double>(shape_.n_layer);
   const double matmul = L * 12 * C * C + C * static_cast<double>(shape_.paddedVocab());
-  const double attention = L * 2 * 2 * C * (static_cast<double>(T_ ? T_ : shape_.seq_len) / 2);
+  const double attention =
+      L * 2 * 2 * C * (static_cast<double>(T_seen_ ? T_seen_ : shape_.seq_len) / 2);
   return 6 * matmul + 3 * attention;
 }
 

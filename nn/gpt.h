@@ -5,6 +5,11 @@
 // Parameter layout in the ParamStore: wte, wpe, lnf.w, lnf.b (group kEmbeddingGroup), then
 // per block h.L.{ln1.w, ln1.b, attn.w, attn.b, attn_proj.w, attn_proj.b, ln2.w, ln2.b, fc.w,
 // fc.b, fc_proj.w, fc_proj.b} (group L). Linear weights are [out, in] as in PyTorch.
+// Precision (runtime/precision.h): in bf16 each group's parameters are rounded into a bf16 copy
+// just before forward first reads the group, and the activations that feed GEMMs and attention
+// (LN outputs, qkv, attention output, fc and GELU outputs, and their gradients) are bf16; the
+// residual stream, logits and LayerNorm inputs stay f32. One forward/backward, templated on the
+// activation type, serves every precision.
 #pragma once
 
 #include <memory>
@@ -12,6 +17,8 @@
 
 #include "nn/arena.h"
 #include "nn/model.h"
+#include "runtime/nn_ops.h"
+#include "runtime/precision.h"
 
 namespace lowband::nn {
 
@@ -27,7 +34,8 @@ struct GptShape {
 class Gpt : public Model {
  public:
   // Declares the parameters; `pad_multiple` pads the flat buffer (see ParamStore::finalize).
-  Gpt(const GptShape& shape, runtime::Device device, int64_t pad_multiple = ParamStore::kAlign);
+  Gpt(const GptShape& shape, runtime::Device device, int64_t pad_multiple = ParamStore::kAlign,
+      runtime::Precision precision = runtime::Precision::Fp32);
   ParamStore& params() override { return params_; }
   float forward(const runtime::Stream& stream, const Batch& batch) override;
   void backward(const runtime::Stream& stream) override;
@@ -36,24 +44,39 @@ class Gpt : public Model {
   std::string describe() const override;
   int64_t activationBytes() const override { return act_ ? act_->bytes() : 0; }
   const GptShape& shape() const { return shape_; }
+  runtime::Precision precision() const { return precision_; }
 
  private:
   struct Layer {
     int ln1, ln1_mean, ln1_rstd, qkv, atty, lse, res_att, ln2, ln2_mean, ln2_rstd, fch, fch_gelu,
         res_mlp;
   };
-  void ensureActivations(int64_t B, int64_t T, const runtime::Stream& stream);
+  template <class T>
+  float forwardAs(const runtime::Stream& stream, const Batch& batch);
+  template <class T>
+  void backwardAs(const runtime::Stream& stream);
+  template <class T>
+  void ensureActivations(int64_t B, int64_t T_, const runtime::Stream& stream);
+  // Signals the params-needed hook, then (bf16) rounds the group into the bf16 copy.
+  void needParams(const runtime::Stream& stream, int group);
   float* p(const std::string& name) const { return params_.param(name); }
   float* g(const std::string& name) const { return params_.grad(name); }
+  // A parameter as the GEMMs read it: the f32 master, or its bf16 copy.
+  template <class T>
+  T* pAs(const std::string& name) const;
 
   GptShape shape_;
+  runtime::Precision precision_;
   ParamStore params_;
-  int64_t B_ = 0, T_ = 0;
+  std::unique_ptr<runtime::Storage> params_bf16_;  // bf16 copy of the flat parameters
+  int64_t B_ = 0, T_seen_ = 0;
   bool has_targets_ = false;
   std::unique_ptr<Arena> act_;
   std::unique_ptr<runtime::Storage> tokens_, targets_;
+  runtime::TokenRows token_rows_;
   int encoded_ = 0, lnf_ = 0, lnf_mean_ = 0, lnf_rstd_ = 0, logits_ = 0, losses_ = 0, ce_lse_ = 0;
-  int dres_ = 0, dbtc_ = 0, dqkv_ = 0, dfch_ = 0;
+  // Gradient buffers; in f32 the *_act ones are the same buffers as their f32 twins.
+  int dres_ = 0, dres_act_ = 0, dbtc_ = 0, datty_ = 0, dqkv_ = 0, dfch_ = 0, dlogits_ = 0;
   std::vector<Layer> layers_;
 };
 

@@ -17,7 +17,8 @@ std::string layerName(std::size_t i, const char* what) {
 }
 }  // namespace
 
-Mlp::Mlp(const MlpShape& shape, Device device, int64_t pad_multiple) : shape_(shape) {
+Mlp::Mlp(const MlpShape& shape, Device device, int64_t pad_multiple, bool tf32)
+    : shape_(shape), tf32_(tf32) {
   for (std::size_t i = 0; i + 1 <= shape_.hidden.size(); ++i) {
     const int64_t in = width(i), out = width(i + 1);
     // He initialisation for the ReLU/GELU layers, 1/sqrt(in) for the output layer.
@@ -76,7 +77,7 @@ float Mlp::forward(const Stream& s, const Batch& batch) {
   for (std::size_t i = 0; i < layers; ++i) {
     paramsNeeded(static_cast<int>(i));
     linearForward(s, a[pre_[i]], h, params_.param(layerName(i, "w")),
-                  params_.param(layerName(i, "b")), N, width(i), width(i + 1));
+                  params_.param(layerName(i, "b")), N, width(i), width(i + 1), tf32_);
     if (i + 1 < layers) {
       if (shape_.activation == MlpActivation::Relu)
         reluForward(s, a[post_[i]], a[pre_[i]], N * width(i + 1));
@@ -97,7 +98,8 @@ void Mlp::backward(const Stream& s) {
   const int64_t N = N_, K = shape_.classes;
   const int32_t* targets = static_cast<const int32_t*>(targets_->data());
   // The logits buffer becomes d loss / d logits.
-  crossEntropyBackward(s, a[pre_.back()], a[lse_], targets, N, K, K, 1.0f / static_cast<float>(N));
+  crossEntropyBackward(s, a[pre_.back()], a[pre_.back()], a[lse_], targets, N, K, K,
+                       1.0f / static_cast<float>(N));
   const float* dout = a[pre_.back()];
   float* const dcur = a[dcur_];
   float* const dnext = a[dnext_];
@@ -105,7 +107,7 @@ void Mlp::backward(const Stream& s) {
     const float* in = i == 0 ? a[input_] : a[post_[i - 1]];
     float* din = i == 0 ? nullptr : dcur;  // no gradient for the input images
     linearBackward(s, din, params_.grad(layerName(i, "w")), params_.grad(layerName(i, "b")), dout,
-                   in, params_.param(layerName(i, "w")), N, width(i), width(i + 1), false);
+                   in, params_.param(layerName(i, "w")), N, width(i), width(i + 1), false, tf32_);
     gradsReady(static_cast<int>(i));
     if (i == 0) break;
     if (shape_.activation == MlpActivation::Relu)

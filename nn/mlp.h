@@ -22,7 +22,9 @@ struct MlpShape {
 
 class Mlp : public Model {
  public:
-  Mlp(const MlpShape& shape, runtime::Device device, int64_t pad_multiple = ParamStore::kAlign);
+  // tf32: CUDA GEMMs on TF32 tensor cores (model.precision tf32; the MLP has no bf16 path).
+  Mlp(const MlpShape& shape, runtime::Device device, int64_t pad_multiple = ParamStore::kAlign,
+      bool tf32 = false);
   ParamStore& params() override { return params_; }
   float forward(const runtime::Stream& stream, const Batch& batch) override;
   void backward(const runtime::Stream& stream) override;
@@ -36,6 +38,7 @@ class Mlp : public Model {
   void ensureActivations(int64_t N, const runtime::Stream& stream);
 
   MlpShape shape_;
+  bool tf32_ = false;
   ParamStore params_;
   int64_t N_ = 0;
   bool has_targets_ = false;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "runtime/bf16.h"
 #include "runtime/launch.h"
 
 namespace lowband::runtime::bodies {
@@ -20,27 +21,10 @@ LB_HOST_DEVICE inline float blockAbsMax(const float* x, int64_t begin, int64_t e
   return m;
 }
 
-LB_HOST_DEVICE inline uint32_t floatBits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  return u;
-}
-
-LB_HOST_DEVICE inline float bitsFloat(uint32_t u) {
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-
 struct EncodeBf16 {
   const float* x;
   uint16_t* out;
-  LB_HOST_DEVICE void operator()(int64_t i) const {
-    const uint32_t u = floatBits(x[i]);
-    const bool nan = (u & 0x7fffffffu) > 0x7f800000u;  // rounding must not turn NaN into Inf
-    out[i] =
-        static_cast<uint16_t>(nan ? (u >> 16) | 0x40u : (u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-  }
+  LB_HOST_DEVICE void operator()(int64_t i) const { out[i] = bf16Bits(x[i]); }
 };
 
 struct DecodeBf16 {
@@ -48,7 +32,7 @@ struct DecodeBf16 {
   float* out;
   bool accumulate;
   LB_HOST_DEVICE void operator()(int64_t i) const {
-    const float v = bitsFloat(static_cast<uint32_t>(in[i]) << 16);
+    const float v = bf16Float(in[i]);
     out[i] = accumulate ? out[i] + v : v;
   }
 };

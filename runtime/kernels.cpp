@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "runtime/bf16.h"
 #include "runtime/error.h"
 #include "runtime/kernel_bodies.h"
 #include "runtime/launch.h"
@@ -101,19 +102,25 @@ void gemm(const Stream& stream, Transpose ta, Transpose tb, float alpha, const T
        beta, c.data<float>(), n);
 }
 
-double measureGemmPeak(const Stream& stream, int64_t n) {
-  Storage a(stream.device(), n * n * sizeof(float), stream.handle());
-  Storage b(stream.device(), n * n * sizeof(float), stream.handle());
+double measureGemmPeak(const Stream& stream, Precision precision, int64_t n) {
+  if (n <= 0) n = stream.device().isCuda() ? 8192 : 2048;
+  const bool bf16 = precision == Precision::Bf16;
+  const std::size_t in_bytes = n * n * (bf16 ? sizeof(Bf16) : sizeof(float));
+  Storage a(stream.device(), in_bytes, stream.handle());
+  Storage b(stream.device(), in_bytes, stream.handle());
   Storage c(stream.device(), n * n * sizeof(float), stream.handle());
-  Tensor ta(a, DType::F32, {n, n}), tb(b, DType::F32, {n, n}), tc(c, DType::F32, {n, n});
-  fill(stream, ta, 0.5f);
+  Tensor ta(a, DType::F32, {n * n / (bf16 ? 2 : 1)}), tb(b, DType::F32, {n * n / (bf16 ? 2 : 1)});
+  fill(stream, ta, 0.5f);  // in bf16: pairs of 0x0000 and 0x3f00 (0 and 0.5), finite either way
   fill(stream, tb, 0.25f);
-  gemm(stream, Transpose::No, Transpose::No, 1.0f, ta, tb, 0.0f, tc);  // warm up
+  GemmArgs g{false, false, n, n, n, 1.0f, a.data(), n, 0, b.data(), n, 0, 0.0f, c.data(), n, 0, 1};
+  g.ab_type = bf16 ? DType::BF16 : DType::F32;
+  g.tf32 = precision == Precision::Tf32;
+  gemm(stream, g);  // warm up (and the cuBLASLt plan)
   stream.synchronize();
   double best = 0;
   for (int rep = 0; rep < 4; ++rep) {  // best of several: a busy moment only lowers a sample
     const auto start = std::chrono::steady_clock::now();
-    gemm(stream, Transpose::No, Transpose::No, 1.0f, ta, tb, 0.0f, tc);
+    gemm(stream, g);
     stream.synchronize();
     const double s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "runtime/gemm_args.h"
+#include "runtime/precision.h"
 #include "runtime/stream.h"
 #include "runtime/tensor.h"
 
@@ -37,8 +38,9 @@ void gemm(const Stream& stream, const GemmArgs& args);
 void gemm(const Stream& stream, Transpose ta, Transpose tb, float alpha, const Tensor& a,
           const Tensor& b, float beta, const Tensor& c);
 
-// Measures single-precision GEMM throughput (GFLOP/s) on the stream's device with square
-// matrices of size n: the peak that MFU is reported against.
-double measureGemmPeak(const Stream& stream, int64_t n = 2048);
+// Measures GEMM throughput (GFLOP/s) on the stream's device in `precision` (fp32, TF32 tensor
+// cores, bf16 operands with f32 accumulation) with square matrices of size n (0: 2048 on the
+// CPU, 8192 on CUDA): the peak that MFU is reported against.
+double measureGemmPeak(const Stream& stream, Precision precision = Precision::Fp32, int64_t n = 0);
 
 }  // namespace lowband::runtime

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "runtime/bf16.h"
 #include "runtime/cpu/fast_math.h"
 #include "runtime/launch.h"
 
@@ -33,16 +34,21 @@ struct EmbeddingForward {
   }
 };
 
-// dwte[v, c] += sum over rows i with tokens[i] == v of dout[i, c]. Item = channel c: each item
-// owns one column of dwte, so repeated tokens never race.
+// dwte[v, c] += sum over rows i with tokens[i] == v of dout[i, c], in ascending i. Item =
+// (distinct token u, channel c) = u * C + c over the index of runtime::TokenRows: each item owns
+// one element of dwte, so repeated tokens never race.
 struct EmbeddingBackwardTokens {
   float* dwte;
   const float* dout;
-  const int32_t* tokens;
-  int64_t N, C;
-  LB_HOST_DEVICE void operator()(int64_t c) const {
-    for (int64_t i = 0; i < N; ++i)
-      dwte[static_cast<int64_t>(tokens[i]) * C + c] += dout[i * C + c];
+  const int32_t* unique;   // [U] distinct tokens
+  const int32_t* offsets;  // [U + 1] into rows
+  const int32_t* rows;     // [N] row indices grouped by token, ascending within a token
+  int64_t C;
+  LB_HOST_DEVICE void operator()(int64_t j) const {
+    const int64_t u = j / C, c = j % C;
+    float* d = dwte + static_cast<int64_t>(unique[u]) * C + c;
+    for (int32_t k = offsets[u]; k < offsets[u + 1]; ++k)
+      *d += dout[static_cast<int64_t>(rows[k]) * C + c];
   }
 };
 
@@ -62,8 +68,9 @@ struct EmbeddingBackwardPositions {
 // ---- LayerNorm --------------------------------------------------------------------------
 
 // out = (x - mean) * rstd * w + b per row; keeps mean and rstd for the backward.
+template <class Out>
 struct LayerNormForward {
-  float* out;
+  Out* out;
   float* mean;
   float* rstd;
   const float* inp;
@@ -80,8 +87,8 @@ struct LayerNormForward {
     for (int64_t c = 0; c < C; ++c) v += (x[c] - m) * (x[c] - m);
     v /= static_cast<float>(C);
     const float s = 1.0f / sqrtf(v + eps);
-    float* o = out + i * C;
-    for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - m) * s * w[c] + b[c];
+    Out* o = out + i * C;
+    for (int64_t c = 0; c < C; ++c) o[c] = fromF32<Out>((x[c] - m) * s * w[c] + b[c]);
     mean[i] = m;
     rstd[i] = s;
   }
@@ -145,16 +152,17 @@ struct LayerNormParamsPartial {
 // ---- column sums (bias gradients) ---------------------------------------------------------
 
 // partial[k, c] = sum over the rows of chunk k of x[row, c].
+template <class T>
 struct ColumnSumPartial {
   float* partial;
-  const float* x;
+  const T* x;
   int64_t N, C;
   LB_HOST_DEVICE void operator()(int64_t k) const {
     float* p = partial + k * C;
     for (int64_t c = 0; c < C; ++c) p[c] = 0;
     const int64_t end = (k + 1) * kReduceChunkRows < N ? (k + 1) * kReduceChunkRows : N;
     for (int64_t i = k * kReduceChunkRows; i < end; ++i)
-      for (int64_t c = 0; c < C; ++c) p[c] += x[i * C + c];
+      for (int64_t c = 0; c < C; ++c) p[c] += toF32(x[i * C + c]);
   }
 };
 
@@ -172,12 +180,18 @@ struct ColumnSumFinish {
 
 // ---- elementwise activations ------------------------------------------------------------
 
-// out[i] = x[i] + bias[i % C]
-struct BiasAdd {
+// out[i] = x[i] rounded to bf16 (weights and gradients entering bf16 GEMMs)
+struct CastBf16 {
+  Bf16* out;
+  const float* x;
+  LB_HOST_DEVICE void operator()(int64_t i) const { out[i] = fromF32<Bf16>(x[i]); }
+};
+
+// out[i] = x[i] widened to f32
+struct WidenBf16 {
   float* out;
-  const float* bias;
-  int64_t C;
-  LB_HOST_DEVICE void operator()(int64_t i) const { out[i] += bias[i % C]; }
+  const Bf16* x;
+  LB_HOST_DEVICE void operator()(int64_t i) const { out[i] = toF32(x[i]); }
 };
 
 constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2 / pi)
@@ -193,27 +207,29 @@ LB_HOST_DEVICE inline float geluTanh(float u) {
 }
 
 // GELU, tanh approximation (GPT-2): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+template <class T>
 struct GeluForward {
-  float* out;
-  const float* inp;
+  T* out;
+  const T* inp;
   LB_HOST_DEVICE void operator()(int64_t i) const {
-    const float x = inp[i];
-    out[i] = 0.5f * x * (1.0f + geluTanh(kGeluScale * (x + 0.044715f * x * x * x)));
+    const float x = toF32(inp[i]);
+    out[i] = fromF32<T>(0.5f * x * (1.0f + geluTanh(kGeluScale * (x + 0.044715f * x * x * x))));
   }
 };
 
 // dinp = dout * d/dx gelu(x)
+template <class T>
 struct GeluBackward {
-  float* dinp;
-  const float* inp;
-  const float* dout;
+  T* dinp;
+  const T* inp;
+  const T* dout;
   LB_HOST_DEVICE void operator()(int64_t i) const {
-    const float x = inp[i];
+    const float x = toF32(inp[i]);
     const float u = kGeluScale * (x + 0.044715f * x * x * x);
     const float t = geluTanh(u);
     const float sech2 = 1.0f - t * t;
     const float du = kGeluScale * (1.0f + 3.0f * 0.044715f * x * x);
-    dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * sech2 * du);
+    dinp[i] = fromF32<T>(toF32(dout[i]) * (0.5f * (1.0f + t) + 0.5f * x * sech2 * du));
   }
 };
 
@@ -261,17 +277,15 @@ struct AttentionSoftmaxRows {
   }
 };
 
-// dS = P (dP - delta) * scale, in place of dP, per row r = h * T + t.
+// dS = P (dP - delta) * scale, in place of dP; item e = (h * T + t) * T + s, one score.
 struct AttentionScoreGrad {
   float* dscores;  // dP in, dS out: [H, T, T]
   const float* probs;
   const float* delta;  // [H, T] of this batch element
   int64_t T;
   float scale;
-  LB_HOST_DEVICE void operator()(int64_t r) const {
-    float* ds = dscores + r * T;
-    const float* p = probs + r * T;
-    for (int64_t s = 0; s < T; ++s) ds[s] = p[s] * (ds[s] - delta[r]) * scale;
+  LB_HOST_DEVICE void operator()(int64_t e) const {
+    dscores[e] = probs[e] * (dscores[e] - delta[e / T]) * scale;
   }
 };
 
@@ -310,19 +324,23 @@ struct CrossEntropyForward {
   }
 };
 
-// Overwrites logits with dloss/dlogits = (softmax - onehot) * dloss; padding columns get 0.
+// dlogits = dloss/dlogits = (softmax - onehot) * dloss; padding columns get 0. dlogits may be
+// logits itself (each element is read before it is written).
+template <class Out>
 struct CrossEntropyBackward {
-  float* logits;
+  Out* dlogits;
+  const float* logits;
   const float* lse;
   const int32_t* targets;
   int64_t V, Vp;
   float dloss;
   LB_HOST_DEVICE void operator()(int64_t i) const {
-    float* x = logits + i * Vp;
+    const float* x = logits + i * Vp;
+    Out* d = dlogits + i * Vp;
     const float l = lse[i];
     for (int64_t v = 0; v < V; ++v)
-      x[v] = (expf(x[v] - l) - (v == targets[i] ? 1.0f : 0.0f)) * dloss;
-    for (int64_t v = V; v < Vp; ++v) x[v] = 0;
+      d[v] = fromF32<Out>((expf(x[v] - l) - (v == targets[i] ? 1.0f : 0.0f)) * dloss);
+    for (int64_t v = V; v < Vp; ++v) d[v] = fromF32<Out>(0.0f);
   }
 };
 
@@ -378,25 +396,21 @@ struct SumSquaresPartial {
 
 }  // namespace lowband::runtime::bodies
 
-#define LB_NN_BODIES(X)                                     \
-  X(::lowband::runtime::bodies::EmbeddingForward)           \
-  X(::lowband::runtime::bodies::EmbeddingBackwardTokens)    \
-  X(::lowband::runtime::bodies::EmbeddingBackwardPositions) \
-  X(::lowband::runtime::bodies::LayerNormForward)           \
-  X(::lowband::runtime::bodies::LayerNormBackwardInput)     \
-  X(::lowband::runtime::bodies::LayerNormParamsPartial)     \
-  X(::lowband::runtime::bodies::ColumnSumPartial)           \
-  X(::lowband::runtime::bodies::ColumnSumFinish)            \
-  X(::lowband::runtime::bodies::BiasAdd)                    \
-  X(::lowband::runtime::bodies::GeluForward)                \
-  X(::lowband::runtime::bodies::GeluBackward)               \
-  X(::lowband::runtime::bodies::ReluForward)                \
-  X(::lowband::runtime::bodies::ReluBackward)               \
-  X(::lowband::runtime::bodies::AttentionSoftmaxRows)       \
-  X(::lowband::runtime::bodies::AttentionScoreGrad)         \
-  X(::lowband::runtime::bodies::AttentionDelta)             \
-  X(::lowband::runtime::bodies::CrossEntropyForward)        \
-  X(::lowband::runtime::bodies::CrossEntropyBackward)       \
-  X(::lowband::runtime::bodies::AdamW)                      \
-  X(::lowband::runtime::bodies::SgdMomentum)                \
-  X(::lowband::runtime::bodies::SumSquaresPartial)
+// The row bodies that CUDA runs through runtime/cuda/nn_kernels.cu instead (LayerNorm, column
+// sums, softmax rows, cross-entropy, the embedding forward) are not listed: the grid-stride
+// launcher is never instantiated for them.
+#define LB_NN_BODIES(X)                                                 \
+  X(::lowband::runtime::bodies::EmbeddingBackwardTokens)                \
+  X(::lowband::runtime::bodies::EmbeddingBackwardPositions)             \
+  X(::lowband::runtime::bodies::CastBf16)                               \
+  X(::lowband::runtime::bodies::WidenBf16)                              \
+  X(::lowband::runtime::bodies::GeluForward<float>)                     \
+  X(::lowband::runtime::bodies::GeluForward<::lowband::runtime::Bf16>)  \
+  X(::lowband::runtime::bodies::GeluBackward<float>)                    \
+  X(::lowband::runtime::bodies::GeluBackward<::lowband::runtime::Bf16>) \
+  X(::lowband::runtime::bodies::ReluForward)                            \
+  X(::lowband::runtime::bodies::ReluBackward)                           \
+  X(::lowband::runtime::bodies::AttentionScoreGrad)                     \
+  X(::lowband::runtime::bodies::AttentionDelta)                         \
+  X(::lowband::runtime::bodies::AdamW)                                  \
+  X(::lowband::runtime::bodies::SgdMomentum)

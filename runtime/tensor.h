@@ -16,6 +16,8 @@ namespace lowband::runtime {
 
 enum class DType { F32, BF16, F16, I32, U16, U8 };
 
+struct Bf16;  // runtime/bf16.h
+
 std::size_t dtypeSize(DType dtype);
 const char* dtypeName(DType dtype);
 
@@ -24,6 +26,10 @@ constexpr DType dtypeOf();
 template <>
 constexpr DType dtypeOf<float>() {
   return DType::F32;
+}
+template <>
+constexpr DType dtypeOf<Bf16>() {
+  return DType::BF16;
 }
 template <>
 constexpr DType dtypeOf<int32_t>() {

@@ -51,6 +51,13 @@ std::string deviceName(int index) {
          std::to_string(prop.minor) + ")";
 }
 
+int computeCapability(int index) {
+  int major = 0, minor = 0;
+  LB_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index));
+  LB_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, index));
+  return major * 10 + minor;
+}
+
 void* streamCreate(int device) {
   setDevice(device);
   cudaStream_t s = nullptr;
@@ -145,7 +152,10 @@ struct LtPlan {
   cublasLtMatmulAlgo_t algo{};
 };
 
-using LtKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+// Shape, leading dimensions, types, bias, TF32 and the pointers' alignments (the heuristic
+// picks kernels for the alignment it is told).
+using LtKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int,
+                         bool, bool, uint32_t, uint32_t, uint32_t, uint32_t>;
 
 struct DeviceBlas {
   cublasHandle_t blas = nullptr;
@@ -169,41 +179,90 @@ DeviceBlas& deviceBlas(int device) {
   return devices.emplace(device, d).first->second;
 }
 
+cudaDataType_t cudaType(DType t) { return t == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+cublasComputeType_t computeType(const GemmArgs& g) {
+  return g.ab_type == DType::F32 && g.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+}
+
+uint32_t alignmentOf(const void* p) {
+  const auto address = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 1 && address % a != 0) a /= 2;
+  return a;
+}
+
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLAS sees our B as its
-// first operand and our A as its second, with m and n swapped.
+// first operand and our A as its second, with m and n swapped; our bias over C's columns is
+// its bias over the rows of C^T, as the BIAS epilogue wants.
 const LtPlan& ltPlan(DeviceBlas& d, const GemmArgs& g) {
-  const LtKey key{g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc};
+  const LtKey key{g.trans_a,
+                  g.trans_b,
+                  g.m,
+                  g.n,
+                  g.k,
+                  g.lda,
+                  g.ldb,
+                  g.ldc,
+                  static_cast<int>(g.ab_type),
+                  static_cast<int>(g.c_type),
+                  g.bias != nullptr,
+                  g.tf32,
+                  alignmentOf(g.a),
+                  alignmentOf(g.b),
+                  alignmentOf(g.c),
+                  g.bias ? alignmentOf(g.bias) : 0u};
   auto it = d.plans.find(key);
   if (it != d.plans.end()) return it->second;
   LtPlan p;
-  LB_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  LB_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, computeType(g), CUDA_R_32F));
   const cublasOperation_t op_first = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   LB_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first,
                                                  sizeof op_first));
   LB_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second,
                                                  sizeof op_second));
+  if (g.bias) {
+    const cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    LB_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue,
+                                                   sizeof epilogue));
+    LB_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                   &g.bias, sizeof g.bias));
+  }
   // Column-major shapes as stored: our B is [n, k] (or [k, n] when trans_b), our A [k, m]
   // (or [m, k] when trans_a), C [n, m].
-  LB_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_32F, g.trans_b ? g.k : g.n,
-                                             g.trans_b ? g.n : g.k, g.ldb));
-  LB_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_32F, g.trans_a ? g.m : g.k,
-                                             g.trans_a ? g.k : g.m, g.lda));
-  LB_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, g.n, g.m, g.ldc));
+  const cudaDataType_t ab = cudaType(g.ab_type), c = cudaType(g.c_type);
+  LB_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&p.a, ab, g.trans_b ? g.k : g.n, g.trans_b ? g.n : g.k, g.ldb));
+  LB_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&p.b, ab, g.trans_a ? g.m : g.k, g.trans_a ? g.k : g.m, g.lda));
+  LB_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, c, g.n, g.m, g.ldc));
   cublasLtMatmulPreference_t pref = nullptr;
   LB_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  LB_CUBLAS_CHECK(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                           &d.workspace_bytes, sizeof d.workspace_bytes));
+  const uint32_t align_first = std::get<13>(key), align_second = std::get<12>(key),
+                 align_c = std::get<14>(key);
+  const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> alignments[] = {
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_first},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_second},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c}};
+  cublasStatus_t status = cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &d.workspace_bytes, sizeof d.workspace_bytes);
+  for (const auto& [attribute, value] : alignments)
+    if (status == CUBLAS_STATUS_SUCCESS)
+      status = cublasLtMatmulPreferenceSetAttribute(pref, attribute, &value, sizeof value);
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t status =
-      cublasLtMatmulAlgoGetHeuristic(d.lt, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
+  if (status == CUBLAS_STATUS_SUCCESS)
+    status =
+        cublasLtMatmulAlgoGetHeuristic(d.lt, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   LB_CUBLAS_CHECK(status);
   if (found == 0)
     throw CublasError("cuBLASLt has no algorithm for a " + std::to_string(g.m) + "x" +
-                          std::to_string(g.n) + "x" + std::to_string(g.k) + " f32 GEMM",
+                          std::to_string(g.n) + "x" + std::to_string(g.k) + " " +
+                          dtypeName(g.ab_type) + " GEMM with " + dtypeName(g.c_type) + " output" +
+                          (g.bias ? " and bias" : "") + (g.tf32 ? " on TF32" : ""),
                       __FILE__, __LINE__);
   p.algo = result.algo;
   return d.plans.emplace(key, p).first->second;
@@ -217,15 +276,19 @@ void gemm(int device, void* stream, const GemmArgs& g) {
   auto s = static_cast<cudaStream_t>(stream);
   if (g.batch == 1) {
     const LtPlan& p = ltPlan(d, g);
+    if (g.bias)  // the plan is shared by every call of its shape; the pointer is this call's
+      LB_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                     &g.bias, sizeof g.bias));
     LB_CUBLAS_CHECK(cublasLtMatmul(d.lt, p.desc, &g.alpha, g.b, p.a, g.a, p.b, &g.beta, g.c, p.c,
                                    g.c, p.c, &p.algo, d.workspace, d.workspace_bytes, s));
     return;
   }
   LB_CUBLAS_CHECK(cublasSetStream(d.blas, s));
-  LB_CUBLAS_CHECK(cublasSgemmStridedBatched_64(
+  const cudaDataType_t ab = cudaType(g.ab_type), c = cudaType(g.c_type);
+  LB_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
       d.blas, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, g.n,
-      g.m, g.k, &g.alpha, g.b, g.ldb, g.stride_b, g.a, g.lda, g.stride_a, &g.beta, g.c, g.ldc,
-      g.stride_c, g.batch));
+      g.m, g.k, &g.alpha, g.b, ab, g.ldb, g.stride_b, g.a, ab, g.lda, g.stride_a, &g.beta, g.c, c,
+      g.ldc, g.stride_c, g.batch, computeType(g), CUBLAS_GEMM_DEFAULT));
 }
 
 namespace {

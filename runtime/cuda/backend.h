@@ -15,6 +15,8 @@ namespace lowband::runtime::cuda {
 CudaProbe probe();
 void setDevice(int index);
 std::string deviceName(int index);
+// major * 10 + minor, e.g. 90 for an H100/H200.
+int computeCapability(int index);
 
 void* streamCreate(int device);
 void streamDestroy(void* stream);
