@@ -9,10 +9,12 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <sstream>
 #include <utility>
 
 #include "launcher/agree.h"
+#include "launcher/setup.h"
 #include "launcher/units.h"
 
 namespace lowband::launcher {
@@ -25,6 +27,9 @@ constexpr const char* kMarker = "COMPLETE";
 constexpr const char* kModelFile = "model.safetensors";
 constexpr const char* kConfigFile = "config.yaml";
 constexpr const char* kMarkerHeader = "lowband-checkpoint 1";
+constexpr const char* kLockFile = "lowband.lock";
+// A marker lists one line per file (two plus one per rank): far below this for any world.
+constexpr uint64_t kMaxMarkerBytes = 64 << 20;
 
 std::string errnoText() { return std::strerror(errno); }
 
@@ -32,6 +37,9 @@ std::string errnoText() { return std::strerror(errno); }
 struct Fd {
   int fd;
   explicit Fd(int f) : fd(f) {}
+  Fd(Fd&& other) noexcept : fd(other.release()) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
   ~Fd() {
     if (fd >= 0) ::close(fd);
   }
@@ -79,7 +87,7 @@ std::optional<CheckpointMarker> readMarker(const fs::path& dir, std::string& why
     return std::nullopt;
   }
   try {
-    const std::vector<uint8_t> bytes = readWholeFile(dir / kMarker);
+    const std::vector<uint8_t> bytes = readWholeFile(dir / kMarker, kMaxMarkerBytes);
     return CheckpointMarker::parse(std::string(bytes.begin(), bytes.end()),
                                    (dir / kMarker).string());
   } catch (const runtime::Error& e) {
@@ -123,13 +131,50 @@ void writeFileAtomic(const fs::path& path, std::span<const uint8_t> bytes) {
   fsyncDirectory(path.parent_path());
 }
 
-std::vector<uint8_t> readWholeFile(const fs::path& path) {
+namespace {
+
+// An open regular file and its size; CheckpointError otherwise.
+std::pair<Fd, uint64_t> openRegular(const fs::path& path) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.fd < 0) LB_THROW(CheckpointError, path.string() + ": cannot open: " + errnoText());
   struct stat st {};
   if (::fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode))
     LB_THROW(CheckpointError, path.string() + ": not a readable regular file");
-  std::vector<uint8_t> bytes(static_cast<std::size_t>(st.st_size));
+  return {Fd(fd.release()), static_cast<uint64_t>(st.st_size)};
+}
+
+// CRC-32 of a file of `bytes` bytes, read in pieces (a model file may be many GB); "" or why not.
+std::string checkFile(const fs::path& path, uint64_t bytes, uint32_t crc) {
+  try {
+    auto [fd, size] = openRegular(path);
+    if (size != bytes)
+      return path.filename().string() + " has " + std::to_string(size) +
+             " bytes, the marker says " + std::to_string(bytes) + " (truncated or replaced?)";
+    std::vector<uint8_t> buffer(4 << 20);
+    uint32_t running = 0;
+    for (uint64_t at = 0; at < size;) {
+      const ssize_t n = ::read(fd.fd, buffer.data(), std::min<uint64_t>(buffer.size(), size - at));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return path.filename().string() + ": cannot read: " + errnoText();
+      running = runtime::crc32({buffer.data(), static_cast<std::size_t>(n)}, running);
+      at += static_cast<uint64_t>(n);
+    }
+    if (running != crc) return path.filename().string() + " fails its CRC-32 (corrupt)";
+    return "";
+  } catch (const runtime::Error& e) {
+    return e.what();
+  }
+}
+
+}  // namespace
+
+std::vector<uint8_t> readWholeFile(const fs::path& path, uint64_t max_bytes) {
+  auto [fd, size] = openRegular(path);
+  if (size > max_bytes)
+    LB_THROW(CheckpointError, path.string() + " has " + std::to_string(size) +
+                                  " bytes, more than the " + std::to_string(max_bytes) +
+                                  " expected");
+  std::vector<uint8_t> bytes(static_cast<std::size_t>(size));
   for (std::size_t at = 0; at < bytes.size();) {
     const ssize_t n = ::read(fd.fd, bytes.data() + at, bytes.size() - at);
     if (n < 0 && errno == EINTR) continue;
@@ -327,6 +372,9 @@ void Checkpoints::prune(int64_t step) const {
   for (const auto& [s, dir] : stepDirs(root_)) {
     if (s > step) continue;  // from a later point of an earlier attempt: left alone
     const bool complete = fs::exists(dir / kMarker, ec);
+    std::string why;
+    const std::optional<CheckpointMarker> marker = complete ? readMarker(dir, why) : std::nullopt;
+    if (complete && (!marker || marker->step != s)) continue;  // not one of ours: left alone
     if (complete && kept < keep_last_) {
       ++kept;
       continue;
@@ -335,8 +383,10 @@ void Checkpoints::prune(int64_t step) const {
   }
 }
 
-std::string Checkpoints::checkOwnFiles(const fs::path& dir, const CheckpointMarker& m) const {
-  std::vector<std::string> names = {rankStateName(world_.rank())};
+std::string Checkpoints::checkOwnFiles(const fs::path& dir, const CheckpointMarker& m,
+                                       runtime::StateDict* state) const {
+  const std::string own = rankStateName(world_.rank());
+  std::vector<std::string> names = {own};
   if (world_.rank() == 0) {
     names.push_back(kModelFile);
     names.push_back(kConfigFile);
@@ -344,27 +394,42 @@ std::string Checkpoints::checkOwnFiles(const fs::path& dir, const CheckpointMark
   for (const std::string& name : names) {
     const CheckpointMarker::File* f = m.file(name);
     if (!f) return name + " is not listed in its marker";
-    std::vector<uint8_t> bytes;
-    try {
-      bytes = readWholeFile(dir / name);
-    } catch (const runtime::Error& e) {
-      return e.what();
-    }
-    if (bytes.size() != f->bytes)
-      return name + " has " + std::to_string(bytes.size()) + " bytes, the marker says " +
-             std::to_string(f->bytes) + " (truncated?)";
-    if (runtime::crc32(bytes) != f->crc) return name + " fails its CRC-32 (corrupt)";
+    // Sizes first (a stat), so a file far larger than its marker says is never read.
+    if (std::string why = checkFile(dir / name, f->bytes, f->crc); !why.empty()) return why;
+  }
+  try {
+    const std::vector<uint8_t> bytes = readWholeFile(dir / own, m.file(own)->bytes);
+    *state = runtime::StateDict::parse(bytes, (dir / own).string());
+  } catch (const runtime::Error& e) {
+    return e.what();
   }
   return "";
 }
 
-std::optional<Checkpoints::Found> Checkpoints::find(const std::string& spec, std::ostream& out) {
+std::optional<Checkpoints::Found> Checkpoints::find(const std::string& spec, std::ostream& out,
+                                                    const StateCheck& check) {
   const bool automatic = spec == "auto";
   std::vector<fs::path> candidates;
-  if (automatic)
+  if (automatic) {
     for (const auto& [s, dir] : stepDirs(root_)) candidates.push_back(dir);
-  else
-    candidates.push_back(spec);
+  } else {
+    // Say what PATH is when it is not a checkpoint directory.
+    const fs::path path(spec);
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
+    if (!fs::exists(st))
+      LB_THROW(CheckpointError, "cannot resume from " + spec + ": no such directory");
+    if (!fs::is_directory(st))
+      LB_THROW(CheckpointError, "cannot resume from " + spec +
+                                    ": it is a file, not a checkpoint directory (RUN_DIR/"
+                                    "checkpoints/step_NNNNNNNN)");
+    if (fs::exists(path / "checkpoints", ec) && !fs::exists(path / kMarker, ec))
+      LB_THROW(CheckpointError, "cannot resume from " + spec +
+                                    ": it is a run directory; name one of its checkpoints (" +
+                                    (path / "checkpoints" / "step_NNNNNNNN").string() +
+                                    ") or use --resume auto with run.out_dir " + spec);
+    candidates.push_back(path);
+  }
   for (const fs::path& dir : candidates) {
     std::string why;
     std::optional<CheckpointMarker> marker = readMarker(dir, why);
@@ -374,29 +439,72 @@ std::optional<Checkpoints::Found> Checkpoints::find(const std::string& spec, std
                    "); this run is " + layout_ +
                    ". Resuming needs the same world size, replicas, model and methods (no "
                    "resharding); start a new run.out_dir or restore the old settings");
-    if (marker) why = checkOwnFiles(dir, *marker);
-    // Every rank walks the same candidates and learns which ranks' files failed.
-    const uint8_t own_bad = why.empty() ? 0 : 1;
-    std::vector<uint8_t> bad(static_cast<std::size_t>(world_.size()));
-    world_.allGatherBytesAsync(&own_bad, bad.data(), 1)->wait();
-    std::string others;
-    for (int r = 0; r < world_.size(); ++r) {
-      if (!bad[r] || r == world_.rank()) continue;
-      if (!others.empty()) others += ", ";
-      others += rankStateName(r);
+    // A directory's name gives its step (the newest is taken, pruning counts by it): a copy
+    // renamed to another step is not that step's checkpoint.
+    const int64_t named = stepOf(dir.filename().string());
+    if (marker && named >= 0 && named != marker->step) {
+      why = "its marker is for step " + std::to_string(marker->step) + ", not its name's " +
+            std::to_string(named) + " (a renamed or copied checkpoint)";
+      marker.reset();
     }
-    if (why.empty() && others.empty()) return Found{dir, *marker};
-    const std::string reason = why.empty() ? others + " missing, truncated or corrupt" : why;
+    runtime::StateDict state;
+    if (marker) why = checkOwnFiles(dir, *marker, &state);
+    if (marker && why.empty()) why = check(state, *marker);
+    // Every rank walks the same candidates and learns why any rank's files failed.
+    const std::vector<std::string> reasons = gatherText(world_, why.substr(0, 127));
+    std::string reason = why;
+    for (int r = 0; r < world_.size() && reason.empty(); ++r)
+      if (!reasons[r].empty()) reason = "rank " + std::to_string(r) + ": " + reasons[r];
+    if (reason.empty()) return Found{dir, *marker, std::move(state)};
     if (!automatic) LB_THROW(CheckpointError, "cannot resume from " + dir.string() + ": " + reason);
     if (world_.rank() == 0) out << "resume: skipping " << dir.string() << ": " << reason << "\n";
   }
   return std::nullopt;
 }
 
-runtime::StateDict Checkpoints::readState(const Found& found) const {
-  const fs::path path = found.dir / rankStateName(world_.rank());
-  const std::vector<uint8_t> bytes = readWholeFile(path);
-  return runtime::StateDict::parse(bytes, path.string());
+RunDirLock::~RunDirLock() {
+  if (fd_ < 0) return;
+  // The run ended: an empty file tells the next run that nobody died holding it.
+  if (::ftruncate(fd_, 0) != 0) {
+  }
+  ::close(fd_);  // releases the lock
+}
+
+std::string RunDirLock::acquire(const fs::path& dir, std::string* stale) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) LB_THROW(CheckpointError, "cannot create " + dir.string() + ": " + ec.message());
+  const fs::path path = dir / kLockFile;
+  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (fd.fd < 0) LB_THROW(CheckpointError, "cannot open " + path.string() + ": " + errnoText());
+  auto contents = [&] {
+    std::string text(512, '\0');
+    const ssize_t n = ::pread(fd.fd, text.data(), text.size(), 0);
+    text.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\0')) text.pop_back();
+    return text;
+  };
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  if (::fcntl(fd.fd, F_SETLK, &lock) != 0) {
+    if (errno != EACCES && errno != EAGAIN)
+      LB_THROW(CheckpointError, "cannot lock " + path.string() + ": " + errnoText());
+    const std::string holder = contents();
+    return holder.empty() ? "a process that has not yet written its name" : holder;
+  }
+  *stale = contents();
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  const std::time_t now = std::time(nullptr);
+  char when[64];
+  std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
+  const std::string me =
+      "pid " + std::to_string(::getpid()) + " on host " + host + " since " + when + "\n";
+  if (::ftruncate(fd.fd, 0) != 0 || ::pwrite(fd.fd, me.data(), me.size(), 0) < 0)
+    LB_THROW(CheckpointError, "cannot write " + path.string() + ": " + errnoText());
+  fd_ = fd.release();
+  return "";
 }
 
 }  // namespace lowband::launcher

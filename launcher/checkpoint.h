@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -37,7 +38,31 @@ std::string rankStateName(int rank);
 // Replaces `path` with `bytes` atomically; CheckpointError naming the path and the system's
 // reason (e.g. "No space left on device"), with the temp file removed.
 void writeFileAtomic(const std::filesystem::path& path, std::span<const uint8_t> bytes);
-std::vector<uint8_t> readWholeFile(const std::filesystem::path& path);
+// The whole of a regular file; CheckpointError, before anything is read, when it is not one or
+// holds more than `max_bytes` (a file's size comes from its checkpoint's marker).
+std::vector<uint8_t> readWholeFile(const std::filesystem::path& path, uint64_t max_bytes);
+
+// An advisory lock (fcntl) on a run directory, held by rank 0 from start-up to the end of the
+// run, so that a second lowband run on the same run.out_dir (another `train`, or a
+// `--resume auto` while the first still trains) is refused instead of mixing its metrics and
+// checkpoints into the first's. The lock file DIR/lowband.lock names the holder (pid, host,
+// start time). The kernel drops the lock of a process that dies, so a killed run's lock is
+// taken over by the next run, which says so (the file still names the dead holder).
+class RunDirLock {
+ public:
+  RunDirLock() = default;
+  ~RunDirLock();  // empties the lock file (the run ended) and releases the lock
+  RunDirLock(const RunDirLock&) = delete;
+  RunDirLock& operator=(const RunDirLock&) = delete;
+  // Creates `dir` when missing and takes its lock. Returns "" when held, else who holds it
+  // ("pid 123 on host vm since 2026-11-29 12:00:01 UTC"). `*stale` gets the holder a dead run
+  // left in the file ("" when the last run ended normally). CheckpointError when the lock file
+  // cannot be created (permissions, a read-only file system).
+  std::string acquire(const std::filesystem::path& dir, std::string* stale);
+
+ private:
+  int fd_ = -1;
+};
 
 // safetensors (https://github.com/huggingface/safetensors): u64 LE header length, a JSON header
 // {"__metadata__": {...}, "name": {"dtype": "F32", "shape": [...], "data_offsets": [b, e]}},
@@ -86,21 +111,28 @@ class Checkpoints {
   struct Found {
     std::filesystem::path dir;
     CheckpointMarker marker;
+    runtime::StateDict state;  // this rank's, checksummed and checked
   };
+  // What the caller checks in a rank's state before trusting it: "" or why it cannot be
+  // resumed (e.g. a step that is not the marker's).
+  using StateCheck =
+      std::function<std::string(const runtime::StateDict& state, const CheckpointMarker& marker)>;
   // The checkpoint to resume from. "auto": the newest one under RUN_DIR/checkpoints that is
-  // complete and intact on every rank (nullopt when there is none); each one skipped is
-  // reported on `out` (rank 0) with the reason. Otherwise a checkpoint directory, refused with
-  // a CheckpointError unless complete and intact. Also refused: a layout other than this
-  // run's (world size, replicas, model, methods).
-  std::optional<Found> find(const std::string& spec, std::ostream& out);
-  // This rank's state of a found checkpoint (checksummed against the marker too).
-  runtime::StateDict readState(const Found& found) const;
+  // complete and intact on every rank, whose marker's step is its directory's, and whose
+  // states pass `check` (nullopt when there is none); each one skipped is reported on `out`
+  // (rank 0) with the reason. Otherwise a checkpoint directory, refused with a CheckpointError
+  // unless all of that holds (the message says what PATH is instead: missing, a file, a run
+  // directory). Also refused: a layout other than this run's (world size, replicas, model,
+  // methods). Sizes are compared with the marker before any file is read.
+  std::optional<Found> find(const std::string& spec, std::ostream& out, const StateCheck& check);
 
   const std::filesystem::path& root() const { return root_; }
 
  private:
-  // "" when this rank's files of `dir` match the marker, else why not.
-  std::string checkOwnFiles(const std::filesystem::path& dir, const CheckpointMarker& m) const;
+  // "" when this rank's files of `dir` match the marker, else why not; this rank's state in
+  // *state.
+  std::string checkOwnFiles(const std::filesystem::path& dir, const CheckpointMarker& m,
+                            runtime::StateDict* state) const;
   void prune(int64_t step) const;
 
   comm::Communicator& world_;

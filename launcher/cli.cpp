@@ -323,7 +323,13 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
 
   try {
     if (validate_cmd->parsed()) return validate(files, overrides, world, print, io);
-    if (train_cmd->parsed()) return runTrain(train_file, train_overrides, train_options, io);
+    if (train_cmd->parsed()) {
+      if (train_options.overwrite && !train_options.resume.empty())
+        throw ConfigError("--overwrite and --resume " + train_options.resume +
+                          " exclude each other: --resume continues the run in run.out_dir, "
+                          "--overwrite replaces it");
+      return runTrain(train_file, train_overrides, train_options, io);
+    }
     if (plan_cmd->parsed()) {
       LoadOptions load;
       load.overrides = plan_overrides;

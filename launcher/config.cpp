@@ -1101,6 +1101,28 @@ std::string toYaml(const Config& config) {
   return std::string(e.c_str()) + "\n";
 }
 
+namespace {
+void flatten(const YAML::Node& node, const std::string& path,
+             std::map<std::string, std::string>& out) {
+  if (node.IsMap()) {
+    for (const auto& kv : node)
+      flatten(kv.second, (path.empty() ? "" : path + ".") + kv.first.as<std::string>(), out);
+  } else if (node.IsSequence()) {
+    for (std::size_t i = 0; i < node.size(); ++i)
+      flatten(node[i], path + "[" + std::to_string(i) + "]", out);
+    if (node.size() == 0) out[path] = "[]";
+  } else {
+    out[path] = node.IsScalar() ? node.Scalar() : "";
+  }
+}
+}  // namespace
+
+std::map<std::string, std::string> flatKeys(const Config& config) {
+  std::map<std::string, std::string> out;
+  flatten(YAML::Load(toYaml(config)), "", out);
+  return out;
+}
+
 std::string summary(const Config& c) {
   std::string s;
   if (c.model.kind == ModelKind::Gpt) {

@@ -261,6 +261,9 @@ void checkWorld(const Config& config, int64_t world);
 
 // The resolved config as YAML that loads back to the same values.
 std::string toYaml(const Config& config);
+// Every resolved value by key path ("run.seed", "topology.tiers[1].bandwidth"), as written in
+// toYaml: what a resumed run compares with its checkpoint's config.
+std::map<std::string, std::string> flatKeys(const Config& config);
 
 // "LOCATION: key.path: what", located at the key, else its nearest located ancestor, else the
 // file: the one format of every config-related message (checks here, run-directory and data

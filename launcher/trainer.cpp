@@ -308,6 +308,68 @@ class StopSignals {
   struct sigaction old_usr1_ = {};
 };
 
+// What a checkpoint's state must agree with before the run trusts it: its step is the marker's
+// (the directory's), and the counters and the optimizer's update count fit inside that step.
+std::string checkResumeState(const runtime::StateDict& state, const CheckpointMarker& marker) {
+  try {
+    const auto step = state.value<int64_t>("trainer.step");
+    if (step != marker.step)
+      return state.source() + ": trainer.step is " + std::to_string(step) +
+             ", its marker's step is " + std::to_string(marker.step);
+    const auto k = state.value<LoopCounters>("trainer.counters");
+    if (k.updated < 0 || k.skipped < 0 || k.updated + k.skipped > step || k.bad_in_a_row < 0 ||
+        k.bad_in_a_row > k.skipped || k.window_steps < 0 || k.window_all < k.window_steps ||
+        k.window_all > step)
+      return state.source() + ": trainer.counters do not fit step " + std::to_string(step);
+    const auto updates = state.value<int64_t>("optimizer.updates");
+    if (updates < 0 || updates > step)
+      return state.source() + ": optimizer.updates is " + std::to_string(updates) +
+             ", expected 0.." + std::to_string(step);
+  } catch (const runtime::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Keys that only say where and how often a run reports, or how it reaches its peers: a resumed
+// run may change them and still repeat the uninterrupted one bit for bit.
+bool reportingKey(const std::string& key) {
+  for (const char* prefix : {"run.name", "run.out_dir", "run.log_every", "run.eval_every",
+                             "run.eval_batches", "run.checkpoint_every", "run.keep_last",
+                             "run.max_bad_steps", "device", "comm.timeout", "plan.", "topology."})
+    if (key.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
+// One warning line naming every setting that differs from the checkpoint's run (its resolved
+// config.yaml): a new seed, data, batch size, H or learning rate is allowed, but the run no
+// longer repeats the uninterrupted one.
+void warnChangedSettings(const Config& c, const fs::path& dir, std::ostream& out) {
+  std::map<std::string, std::string> then;
+  try {
+    then = flatKeys(parseConfig(
+        [&] {
+          const std::vector<uint8_t> bytes = readWholeFile(dir / "config.yaml", 16 << 20);
+          return std::string(bytes.begin(), bytes.end());
+        }(),
+        (dir / "config.yaml").string()));
+  } catch (const std::exception& e) {
+    out << "resume: warning: cannot compare settings with the checkpoint's: " << e.what() << "\n";
+    return;
+  }
+  std::string changed;
+  for (const auto& [key, value] : flatKeys(c)) {
+    if (reportingKey(key)) continue;
+    const auto it = then.find(key);
+    const std::string old = it == then.end() ? "(unset)" : it->second;
+    if (old == value) continue;
+    changed += (changed.empty() ? "" : ", ") + key + " " + old + " -> " + value;
+  }
+  if (!changed.empty())
+    out << "resume: warning: settings differ from the checkpoint's run (" << changed
+        << "): the resumed run will not repeat an uninterrupted one bit for bit\n";
+}
+
 const char* signalName(int signal) {
   return signal == SIGTERM ? "SIGTERM" : signal == SIGUSR1 ? "SIGUSR1" : "a signal";
 }
@@ -378,8 +440,22 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   std::ostream null_stream(&null_buffer);
   std::ostream& out = rank == 0 ? out_lead : null_stream;  // rank 0 speaks for the job
 
+  // One run per run directory: rank 0 holds its lock until train() returns.
+  RunDirLock run_lock;
   agreeOn(world, [&] {
-    if (rank == 0 && !options.dry_run) checkRunDir(c, options);
+    if (rank != 0 || options.dry_run) return;
+    std::string stale;
+    const std::string holder = run_lock.acquire(c.run.out_dir, &stale);
+    if (!holder.empty())
+      throw ConfigError(keyMessage(c, "run.out_dir",
+                                   c.run.out_dir + " is in use by another lowband run (" + holder +
+                                       "; its lock is " +
+                                       (fs::path(c.run.out_dir) / "lowband.lock").string() +
+                                       "). Wait for it to end, or set another run.out_dir"));
+    if (!stale.empty())
+      out << "run dir: " << c.run.out_dir << " was left locked by a run that is no longer running ("
+          << stale << "); taking it over\n";
+    checkRunDir(c, options);
   });
   const runtime::DeviceSelection device = runtime::selectDevice(c.device);
   runtime::Stream stream(device.device);
@@ -481,7 +557,7 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   std::optional<Checkpoints::Found> resumed;
   if (!options.resume.empty()) {
     try {
-      resumed = checkpoints.find(options.resume, out);  // the same answer on every rank
+      resumed = checkpoints.find(options.resume, out, checkResumeState);  // same on every rank
     } catch (const CheckpointError& e) {
       throw ConfigError(e.what());  // bad input, said once by rank 0
     }
@@ -491,9 +567,24 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   }
   LoopCounters n;
   int64_t first_step = 0;
+  if (resumed && resumed->marker.step > c.run.steps)
+    throw ConfigError(keyMessage(c, "run.steps",
+                                 std::to_string(c.run.steps) + " is below the step " +
+                                     std::to_string(resumed->marker.step) + " of " +
+                                     resumed->dir.string() +
+                                     "; raise run.steps to continue the run, or resume from an "
+                                     "older checkpoint"));
+  if (resumed && resumed->marker.step == c.run.steps) {
+    out << "resume: " << resumed->dir.string() << " is at step " << c.run.steps
+        << " = run.steps: the run is finished, nothing to train (raise run.steps to continue "
+           "it)\n";
+    result.resumed_from = c.run.steps;
+    return result;
+  }
+  if (resumed && rank == 0) warnChangedSettings(c, resumed->dir, out);
   if (resumed) {
     agreeOn(world, [&] {
-      const runtime::StateDict state = checkpoints.readState(*resumed);
+      const runtime::StateDict& state = resumed->state;
       runtime::getTensor(state, "model.params", stream, params.params());
       optimizer.loadState(stream, state);
       strategy->loadState(state);

@@ -24,8 +24,8 @@ T load(const uint8_t* p) {
 
 }  // namespace
 
-uint32_t crc32(std::span<const uint8_t> bytes) {
-  uLong crc = ::crc32(0L, Z_NULL, 0);
+uint32_t crc32(std::span<const uint8_t> bytes, uint32_t start) {
+  uLong crc = start;
   // zlib takes uInt lengths: feed large buffers in pieces.
   for (std::size_t at = 0; at < bytes.size();) {
     const std::size_t n = std::min<std::size_t>(bytes.size() - at, 1u << 30);

@@ -71,7 +71,8 @@ class StateDict {
   std::string source_;
 };
 
-uint32_t crc32(std::span<const uint8_t> bytes);
+// CRC-32 (zlib's) of `bytes`; `start`, the CRC of the bytes before them, continues a running one.
+uint32_t crc32(std::span<const uint8_t> bytes, uint32_t start = 0);
 
 class Stream;
 class Tensor;

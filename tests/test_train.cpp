@@ -4,6 +4,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <sstream>
 
 #include "launcher/checkpoint.h"
@@ -121,7 +123,8 @@ TEST(Train, CheckpointModelLoadsInPyTorch) {
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
 
   // The reference: the final parameters from rank 0's state, cut by the model's own layout.
-  const std::vector<uint8_t> bytes = readWholeFile(fs::path(r.last_checkpoint) / rankStateName(0));
+  const std::vector<uint8_t> bytes =
+      readWholeFile(fs::path(r.last_checkpoint) / rankStateName(0), 1 << 30);
   const runtime::StateDict state = runtime::StateDict::parse(bytes, "rank 0 state");
   nn::Gpt gpt({c.model.n_layer, c.model.d_model, c.model.n_head, c.model.seq_len, c.model.vocab},
               runtime::Device::cpu());
@@ -228,6 +231,165 @@ TEST(Train, DivergenceSkipsStepsThenAborts) {
   EXPECT_EQ(r.status, kExitRuntime) << r.err;
   EXPECT_NE(r.out.find("skipped, loss is not finite"), std::string::npos) << r.out;
   EXPECT_NE(r.err.find("training diverged: 3 steps in a row"), std::string::npos) << r.err;
+}
+
+// ---- resume checks what it loads ----
+
+std::string fileText(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Rewrites rank 0's state of checkpoint `dir` through `edit`, with a valid CRC and a marker
+// that lists the new size and CRC: a crafted state that passes every checksum.
+void craftState(const fs::path& dir, const std::function<void(runtime::StateDict&)>& edit) {
+  const fs::path path = dir / rankStateName(0);
+  runtime::StateDict state = runtime::StateDict::parse(readWholeFile(path, 1 << 30), "state");
+  edit(state);
+  const std::vector<uint8_t> bytes = state.serialize();
+  writeFileAtomic(path, bytes);
+  CheckpointMarker marker = CheckpointMarker::parse(fileText(dir / "COMPLETE"), "marker");
+  for (CheckpointMarker::File& f : marker.files)
+    if (f.name == rankStateName(0)) {
+      f.bytes = bytes.size();
+      f.crc = runtime::crc32(bytes);
+    }
+  const std::string text = marker.text();
+  writeFileAtomic(dir / "COMPLETE", {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+}
+
+// One 20-step run with checkpoints at 10 and 20, trained once; each test resumes a copy of it.
+struct ResumeFixture : ::testing::Test {
+  static inline std::unique_ptr<test::TempDir> shared;
+  test::TempDir dir;
+  std::string config;
+  fs::path run, step10, step20;
+
+  static std::string configFor(const fs::path& out_dir) {
+    std::string c = tinyConfig(*shared, 20);
+    const std::string from = shared->path().string() + "/run,";
+    c.replace(c.find(from), from.size(), out_dir.string() + ",");
+    return c;
+  }
+  static void SetUpTestSuite() {
+    shared = std::make_unique<test::TempDir>();
+    writeByteShards(*shared);
+    const std::string config = shared->write("tiny.yaml", configFor(shared->path() / "run"));
+    ASSERT_EQ(cli({"train", config, "--set", "run.checkpoint_every=10", "--set", "run.log_every=5",
+                   "--set", "run.keep_last=3"})
+                  .status,
+              kExitOk);
+  }
+  static void TearDownTestSuite() { shared.reset(); }
+  void SetUp() override {
+    run = dir.path() / "run";
+    fs::copy(shared->path() / "run", run, fs::copy_options::recursive);
+    config = dir.write("tiny.yaml", configFor(run));
+    step10 = run / "checkpoints" / checkpointName(10);
+    step20 = run / "checkpoints" / checkpointName(20);
+    ASSERT_TRUE(fs::exists(step10 / "COMPLETE") && fs::exists(step20 / "COMPLETE"));
+  }
+};
+
+// A state whose step is not its marker's (valid CRC, valid marker) is skipped for the older
+// checkpoint by --resume auto and refused by name; the metrics of steps up to the older one stay.
+TEST_F(ResumeFixture, AStateWhoseStepIsNotItsMarkersIsNotTrusted) {
+  craftState(step20, [](runtime::StateDict& s) { s.putValue<int64_t>("trainer.step", -5); });
+  CliRun named = cli({"train", config, "--resume", step20.string()});
+  EXPECT_EQ(named.status, kExitBadInput);
+  EXPECT_NE(named.err.find("trainer.step is -5, its marker's step is 20"), std::string::npos)
+      << named.err;
+  CliRun r = cli({"train", config, "--resume", "auto", "--set", "run.log_every=5"});
+  EXPECT_EQ(r.status, kExitOk) << r.err;
+  EXPECT_NE(r.out.find("resume: skipping " + step20.string()), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("resume: from " + step10.string() + " (step 10)"), std::string::npos);
+  // Every step reported once, in order: 5, 10, then the resumed 15, 20.
+  const std::string metrics = fileText(run / "metrics.jsonl");
+  std::vector<long long> steps;
+  std::istringstream lines(metrics);
+  for (std::string line; std::getline(lines, line);) {
+    long long s = 0;
+    if (line.find("\"loss\"") != std::string::npos &&
+        std::sscanf(line.c_str(), "{\"step\":%lld", &s) == 1)
+      steps.push_back(s);
+  }
+  EXPECT_EQ(steps, (std::vector<long long>{5, 10, 15, 20})) << metrics;
+}
+
+TEST_F(ResumeFixture, ANegativeUpdateCountIsRefusedNotTrainedOn) {
+  craftState(step20, [](runtime::StateDict& s) { s.putValue<int64_t>("optimizer.updates", -1); });
+  CliRun r = cli({"train", config, "--resume", step20.string(), "--set", "run.steps=30"});
+  EXPECT_EQ(r.status, kExitBadInput);
+  EXPECT_NE(r.err.find("optimizer.updates is -1, expected 0..20"), std::string::npos) << r.err;
+}
+
+// A copy renamed to a later step is not taken as the newest, and is not deleted.
+TEST_F(ResumeFixture, ARenamedCopyIsNotTheNewest) {
+  const fs::path fake = run / "checkpoints" / "step_99999999";
+  fs::copy(step10, fake, fs::copy_options::recursive);
+  CliRun r = cli({"train", config, "--resume", "auto", "--set", "run.steps=30"});
+  EXPECT_EQ(r.status, kExitOk) << r.err;
+  EXPECT_NE(r.out.find("its marker is for step 10, not its name's 99999999"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("resume: from " + step20.string() + " (step 20)"), std::string::npos);
+  EXPECT_TRUE(fs::exists(fake / "COMPLETE"));
+}
+
+// Files far larger than their marker says are skipped by their size, never read into memory.
+TEST_F(ResumeFixture, HugeFilesAreSkippedBySizeNotRead) {
+  fs::resize_file(step20 / rankStateName(0), 100ull << 30);  // sparse: no disk used
+  fs::resize_file(step10 / "model.safetensors", 3ull << 30);
+  CliRun r = cli({"train", config, "--resume", "auto", "--set", "run.steps=21"});
+  EXPECT_EQ(r.status, kExitOk) << r.err;
+  EXPECT_NE(r.out.find(rankStateName(0) + " has 107374182400 bytes, the marker says"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("resume: no complete checkpoint"), std::string::npos) << r.out;
+}
+
+TEST_F(ResumeFixture, StepsBelowTheCheckpointAreRefusedAndAFinishedRunIsLeftAsItIs) {
+  const std::string metrics = fileText(run / "metrics.jsonl");
+  CliRun below = cli({"train", config, "--resume", "auto", "--set", "run.steps=15"});
+  EXPECT_EQ(below.status, kExitBadInput);
+  EXPECT_NE(below.err.find("run.steps: 15 is below the step 20 of"), std::string::npos)
+      << below.err;
+  CliRun finished = cli({"train", config, "--resume", "auto"});
+  EXPECT_EQ(finished.status, kExitOk) << finished.err;
+  EXPECT_NE(finished.out.find("the run is finished, nothing to train"), std::string::npos)
+      << finished.out;
+  EXPECT_EQ(fileText(run / "metrics.jsonl"), metrics);  // no line added, none removed
+  EXPECT_TRUE(fs::exists(step20 / "COMPLETE"));
+}
+
+TEST_F(ResumeFixture, ChangedSettingsAreNamed) {
+  CliRun r = cli({"train", config, "--resume", step10.string(), "--set", "run.seed=99", "--set",
+                  "data.batch_size=4", "--set", "run.log_every=7"});
+  EXPECT_EQ(r.status, kExitOk) << r.err;
+  EXPECT_NE(r.out.find("resume: warning: settings differ from the checkpoint's run"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("run.seed 7 -> 99"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("data.batch_size 8 -> 4"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("log_every"), std::string::npos) << r.out;  // reporting only
+}
+
+TEST_F(ResumeFixture, ResumeArgumentsThatAreNotACheckpointSayWhatTheyAre) {
+  const std::string metrics = fileText(run / "metrics.jsonl");
+  CliRun both = cli({"train", config, "--resume", "auto", "--overwrite"});
+  EXPECT_EQ(both.status, kExitBadInput);
+  EXPECT_NE(both.err.find("--overwrite and --resume auto exclude each other"), std::string::npos)
+      << both.err;
+  CliRun missing = cli({"train", config, "--resume", (run / "nope").string()});
+  EXPECT_EQ(missing.status, kExitBadInput);
+  EXPECT_NE(missing.err.find("no such directory"), std::string::npos) << missing.err;
+  CliRun file = cli({"train", config, "--resume", (run / "metrics.jsonl").string()});
+  EXPECT_EQ(file.status, kExitBadInput);
+  EXPECT_NE(file.err.find("it is a file, not a checkpoint directory"), std::string::npos)
+      << file.err;
+  CliRun run_dir = cli({"train", config, "--resume", run.string()});
+  EXPECT_EQ(run_dir.status, kExitBadInput);
+  EXPECT_NE(run_dir.err.find("it is a run directory"), std::string::npos) << run_dir.err;
+  EXPECT_EQ(fileText(run / "metrics.jsonl"), metrics);
 }
 
 TEST(Train, DryRunTrainsNothing) {
