@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <new>
 #include <random>
 #include <utility>
 
@@ -85,72 +86,256 @@ uint64_t uniformBelow(std::mt19937_64& rng, uint64_t n) {
   return x % n;
 }
 
-// The whole (decompressed) contents of a plain or gzip file; gzread passes plain files through.
-std::vector<uint8_t> readMaybeGzip(const std::string& path) {
-  errno = 0;
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f)
-    LB_THROW(DataError,
-             path + ": cannot open: " + (errno ? errnoText() : std::string("out of memory")));
-  gzbuffer(f, 1 << 20);
-  std::vector<uint8_t> data;
-  constexpr std::size_t kChunk = 1 << 20;
-  for (;;) {
-    const std::size_t old = data.size();
-    data.resize(old + kChunk);
-    const int n = gzread(f, data.data() + old, kChunk);
-    if (n < 0) {
-      int code = 0;
-      std::string msg = gzerror(f, &code);
-      if (code == Z_ERRNO) msg = errnoText();
-      gzclose(f);
-      LB_THROW(DataError, path + ": byte " + std::to_string(old) + ": cannot read: " + msg);
-    }
-    data.resize(old + static_cast<std::size_t>(n));
-    if (n == 0) break;
-  }
-  // Z_BUF_ERROR here: the input ended inside a gzip stream.
-  if (gzclose(f) != Z_OK)
-    LB_THROW(DataError, path + ": byte " + std::to_string(data.size()) +
-                            " (decompressed): gzip data is truncated or corrupt");
-  return data;
-}
+// ---- IDX input: plain or gzip, from a file or from memory, read in steps ----
 
-// Parses the IDX header {0, 0, 0x08 (ubyte), ndim, dims...} and checks the exact size.
-std::vector<int64_t> idxDims(const std::vector<uint8_t>& data, const std::string& path,
-                             uint32_t magic, const char* what) {
+// The bytes of a file as they come, in chunks.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  // The next chunk; empty at the end.
+  virtual std::span<const uint8_t> next() = 0;
+};
+
+class MemorySource final : public ByteSource {
+ public:
+  explicit MemorySource(std::span<const uint8_t> bytes) : rest_(bytes) {}
+  std::span<const uint8_t> next() override { return std::exchange(rest_, {}); }
+
+ private:
+  std::span<const uint8_t> rest_;
+};
+
+class FileSource final : public ByteSource {
+ public:
+  explicit FileSource(const std::string& path)
+      : path_(path), fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    if (fd_.get() < 0) LB_THROW(DataError, path + ": cannot open: " + errnoText());
+    struct stat st {};
+    if (::fstat(fd_.get(), &st) != 0) LB_THROW(DataError, path + ": cannot stat: " + errnoText());
+    if (S_ISREG(st.st_mode)) size_ = st.st_size;
+  }
+  // The file's size, -1 if it is not a regular file.
+  int64_t size() const { return size_; }
+  std::span<const uint8_t> next() override {
+    std::size_t n = 0;
+    while (n < buf_.size()) {  // whole chunks, so the first one holds any gzip magic
+      const ssize_t r = ::read(fd_.get(), buf_.data() + n, buf_.size() - n);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0)
+        LB_THROW(DataError, path_ + ": byte " + std::to_string(offset_ + int64_t(n)) +
+                                " of the file: cannot read: " + errnoText());
+      if (r == 0) break;
+      n += static_cast<std::size_t>(r);
+    }
+    offset_ += static_cast<int64_t>(n);
+    return {buf_.data(), n};
+  }
+
+ private:
+  const std::string& path_;
+  Fd fd_;
+  int64_t size_ = -1, offset_ = 0;
+  std::vector<uint8_t> buf_ = std::vector<uint8_t>(std::size_t{1} << 16);
+};
+
+// The decompressed bytes of a source: passed through if plain, inflated if it starts with the
+// gzip magic (as gzread would; IDX files start with 0x0000). Inflates only as much as read()
+// asks for, checking each gzip member's CRC and length at its end.
+class IdxStream {
+ public:
+  IdxStream(ByteSource& source, const std::string& path) : source_(source), path_(path) {
+    in_ = source_.next();
+    gzip_ = in_.size() >= 2 && in_[0] == 0x1f && in_[1] == 0x8b;
+    if (gzip_ && inflateInit2(&zs_, 15 + 16) != Z_OK)  // 15 + 16: gzip wrapper only
+      LB_THROW(DataError, path + ": cannot start inflating: out of memory");
+  }
+  ~IdxStream() {
+    if (gzip_) inflateEnd(&zs_);
+  }
+  IdxStream(const IdxStream&) = delete;
+  IdxStream& operator=(const IdxStream&) = delete;
+
+  bool gzip() const { return gzip_; }
+  // Fills up to n bytes, fewer only at the end of the data.
+  std::size_t read(uint8_t* out, std::size_t n) {
+    std::size_t done = 0;
+    while (done < n) {
+      const std::size_t k =
+          gzip_ ? inflateSome(out + done, n - done) : copySome(out + done, n - done);
+      if (k == 0) break;
+      done += k;
+    }
+    return done;
+  }
+
+ private:
+  bool refill() {
+    if (in_.empty()) {
+      in_offset_ += used_;
+      used_ = 0;
+      in_ = source_.next();
+    }
+    return !in_.empty();
+  }
+  std::size_t copySome(uint8_t* out, std::size_t n) {
+    if (!refill()) return 0;
+    const std::size_t k = std::min(n, in_.size());
+    std::memcpy(out, in_.data(), k);
+    in_ = in_.subspan(k);
+    used_ += k;
+    out_ += static_cast<int64_t>(k);
+    return k;
+  }
+  std::string where() const {
+    return path_ + ": byte " + std::to_string(out_) + " (decompressed), compressed byte " +
+           std::to_string(in_offset_ + used_) + ": ";
+  }
+  // Runs inflate until it gives some output or the data ends; 0 at the end.
+  std::size_t inflateSome(uint8_t* out, std::size_t n) {
+    zs_.next_out = out;
+    zs_.avail_out = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
+    while (zs_.next_out == out) {
+      if (!refill()) {
+        if (in_member_)
+          LB_THROW(DataError, where() + "gzip data is truncated (the file ends inside the stream)");
+        return 0;
+      }
+      // Further gzip members may follow the first (gzip -d reads them too), nothing else.
+      if (!in_member_ && members_ > 0 && in_[0] != 0x1f)
+        LB_THROW(DataError, where() + "data after the end of the gzip stream");
+      in_member_ = true;
+      zs_.next_in = const_cast<Bytef*>(in_.data());
+      zs_.avail_in = static_cast<uInt>(std::min<std::size_t>(in_.size(), 1u << 30));
+      const int rc = inflate(&zs_, Z_NO_FLUSH);
+      const auto used = static_cast<std::size_t>(zs_.next_in - in_.data());
+      in_ = in_.subspan(used);
+      used_ += used;
+      out_ += zs_.next_out - out;  // the loop ends at the first call that gives output
+      if (rc == Z_STREAM_END) {
+        inflateReset(&zs_);
+        in_member_ = false;
+        ++members_;
+      } else if (rc == Z_MEM_ERROR) {
+        LB_THROW(DataError, where() + "out of memory inflating");
+      } else if (rc != Z_OK && !(rc == Z_BUF_ERROR && in_.empty())) {
+        LB_THROW(DataError, where() + "gzip data is corrupt (" +
+                                (zs_.msg ? std::string(zs_.msg) : "inflate " + std::to_string(rc)) +
+                                ")");
+      }
+    }
+    return static_cast<std::size_t>(zs_.next_out - out);
+  }
+
+  ByteSource& source_;
+  const std::string& path_;
+  std::span<const uint8_t> in_;  // unread input of the current chunk
+  int64_t in_offset_ = 0;        // compressed bytes before the current chunk
+  std::size_t used_ = 0;         // bytes of the current chunk consumed
+  int64_t out_ = 0;              // bytes handed out
+  bool gzip_ = false, in_member_ = false;
+  int64_t members_ = 0;
+  z_stream zs_{};
+};
+
+struct IdxData {
+  std::vector<int64_t> dims;
+  std::vector<uint8_t> data;  // the product of dims bytes after the header
+};
+
+// Reads the IDX header {0, 0, 0x08 (ubyte), ndim, dims...} and exactly the data it promises.
+// `file_size` is the size of a plain file (-1 if unknown) and is checked before any data is
+// read; the data buffer grows only as data arrives, so a header promising more than the file
+// holds costs nothing.
+IdxData readIdx(ByteSource& source, int64_t file_size, const std::string& path, uint32_t magic,
+                const char* what) {
+  IdxStream in(source, path);
   const uint32_t ndim = magic & 0xff;
   const std::size_t header = 4 + 4 * ndim;
+  uint8_t head[4 + 4 * 255];
+  std::size_t got = in.read(head, 4);
   // The magic first: a labels file handed to readIdxImages is shorter than an image header.
-  const uint32_t got = data.size() >= 4 ? loadBe32(data.data()) : magic;
-  if (data.size() < header && got == magic)
-    LB_THROW(DataError, path + ": byte " + std::to_string(data.size()) + ": file ends inside the " +
-                            std::to_string(header) + "-byte IDX header of " + what);
-  if (got != magic) {
-    std::string known = got == kIdxImagesMagic   ? " (IDX images)"
-                        : got == kIdxLabelsMagic ? " (IDX labels)"
-                                                 : "";
-    LB_THROW(DataError, path + ": byte 0: magic " + hex32(got) + known + ", expected " +
+  const uint32_t seen = got == 4 ? loadBe32(head) : magic;
+  if (seen != magic) {
+    std::string known = seen == kIdxImagesMagic   ? " (IDX images)"
+                        : seen == kIdxLabelsMagic ? " (IDX labels)"
+                                                  : "";
+    LB_THROW(DataError, path + ": byte 0: magic " + hex32(seen) + known + ", expected " +
                             hex32(magic) + " (IDX " + what + ")");
   }
-  std::vector<int64_t> dims;
-  uint64_t bytes = 1;
+  if (got == 4) got += in.read(head + 4, header - 4);
+  if (got < header)
+    LB_THROW(DataError, path + ": byte " + std::to_string(got) + ": file ends inside the " +
+                            std::to_string(header) + "-byte IDX header of " + what);
+
+  IdxData idx;
+  uint64_t bytes = 1, nonzero = 1;
+  bool overflow = false, nonzero_overflow = false;
   std::string shape;
   for (uint32_t d = 0; d < ndim; ++d) {
-    dims.push_back(loadBe32(data.data() + 4 + 4 * d));
+    idx.dims.push_back(loadBe32(head + 4 + 4 * d));
     if (d) shape += '*';
-    shape += std::to_string(dims.back());
-    if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(dims.back()), &bytes))
-      bytes = std::numeric_limits<uint64_t>::max();
+    shape += std::to_string(idx.dims.back());
+    const auto dim = static_cast<uint64_t>(idx.dims.back());
+    overflow |= __builtin_mul_overflow(bytes, dim, &bytes);
+    nonzero_overflow |= __builtin_mul_overflow(nonzero, std::max<uint64_t>(dim, 1), &nonzero);
   }
-  if (bytes != data.size() - header)
+  const std::string gz = in.gzip() ? " (decompressed)" : "";
+  // Refused before any allocation, so no header can ask for more memory than the limit.
+  if (overflow || bytes > static_cast<uint64_t>(kIdxMaxBytes))
+    LB_THROW(DataError, path + ": byte 4: dimensions " + shape + " promise " +
+                            (overflow ? std::string("more than 2^64") : std::to_string(bytes)) +
+                            " bytes of uint8 " + what + ", over the limit of " +
+                            std::to_string(kIdxMaxBytes) + " (4 GiB)");
+  // A zero dimension empties the data, but the others must still be sane: callers multiply
+  // them (rows * cols, count * rows).
+  if (nonzero_overflow || nonzero > static_cast<uint64_t>(kIdxMaxBytes))
     LB_THROW(DataError,
-             path + ": byte 4: dimensions " + shape + " need " + std::to_string(header) + "+" +
-                 shape + "=" +
-                 (bytes == std::numeric_limits<uint64_t>::max() ? std::string("too many")
-                                                                : std::to_string(header + bytes)) +
-                 " bytes, the file has " + std::to_string(data.size()));
-  return dims;
+             path + ": byte 4: dimensions " + shape + " hold no data, but their nonzero product " +
+                 (nonzero_overflow ? std::string("(more than 2^64)") : std::to_string(nonzero)) +
+                 " is over the limit of " + std::to_string(kIdxMaxBytes) + " (4 GiB)");
+  const int64_t need = static_cast<int64_t>(header + bytes);
+  auto sizeError = [&](int64_t has) {
+    LB_THROW(DataError, path + ": byte 4: dimensions " + shape + " need " + std::to_string(header) +
+                            "+" + shape + "=" + std::to_string(need) + " bytes, the file has " +
+                            std::to_string(has) + gz);
+  };
+  if (!in.gzip() && file_size >= 0 && file_size != need) sizeError(file_size);
+
+  // Grow by doubling up to the promised size: a gzip file's decompressed size is known only
+  // once it has been read.
+  std::size_t have = 0;
+  while (have < bytes) {
+    const std::size_t want =
+        !in.gzip() && file_size >= 0
+            ? bytes
+            : std::min<std::size_t>(bytes, std::max<std::size_t>(2 * have, std::size_t{1} << 20));
+    try {
+      idx.data.resize(want);
+    } catch (const std::bad_alloc&) {
+      LB_THROW(DataError, path + ": out of memory holding " + std::to_string(want) + " bytes of " +
+                              what + " (dimensions " + shape + ")");
+    }
+    const std::size_t n = in.read(idx.data.data() + have, want - have);
+    have += n;
+    if (have < want) sizeError(static_cast<int64_t>(header + have));
+  }
+  // Reading one byte more also checks the end of the gzip stream (CRC and length).
+  uint8_t extra;
+  if (in.read(&extra, 1) != 0)
+    LB_THROW(DataError, path + ": byte " + std::to_string(need) +
+                            ": the file has more data than its header's dimensions " + shape +
+                            " promise (" + std::to_string(header) + "+" + shape + "=" +
+                            std::to_string(need) + " bytes)");
+  return idx;
+}
+
+IdxImages toImages(IdxData idx) {
+  IdxImages images;
+  images.count = idx.dims[0];
+  images.rows = idx.dims[1];
+  images.cols = idx.dims[2];
+  images.pixels = std::move(idx.data);
+  return images;
 }
 
 std::string describeFiles(const std::vector<std::string>& files) {
@@ -428,20 +613,24 @@ void TokenLoader::next(int32_t* inputs, int32_t* targets) {
 // ---- IDX ----
 
 IdxImages readIdxImages(const std::string& path) {
-  std::vector<uint8_t> data = readMaybeGzip(path);
-  std::vector<int64_t> dims = idxDims(data, path, kIdxImagesMagic, "images");
-  IdxImages images;
-  images.count = dims[0];
-  images.rows = dims[1];
-  images.cols = dims[2];
-  images.pixels.assign(data.begin() + 16, data.end());
-  return images;
+  FileSource file(path);
+  return toImages(readIdx(file, file.size(), path, kIdxImagesMagic, "images"));
 }
 
 std::vector<uint8_t> readIdxLabels(const std::string& path) {
-  std::vector<uint8_t> data = readMaybeGzip(path);
-  idxDims(data, path, kIdxLabelsMagic, "labels");
-  return {data.begin() + 8, data.end()};
+  FileSource file(path);
+  return readIdx(file, file.size(), path, kIdxLabelsMagic, "labels").data;
+}
+
+IdxImages parseIdxImages(std::span<const uint8_t> file, const std::string& path) {
+  MemorySource bytes(file);
+  return toImages(
+      readIdx(bytes, static_cast<int64_t>(file.size()), path, kIdxImagesMagic, "images"));
+}
+
+std::vector<uint8_t> parseIdxLabels(std::span<const uint8_t> file, const std::string& path) {
+  MemorySource bytes(file);
+  return readIdx(bytes, static_cast<int64_t>(file.size()), path, kIdxLabelsMagic, "labels").data;
 }
 
 namespace {

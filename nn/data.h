@@ -143,9 +143,14 @@ class TokenLoader {
 
 // ---- IDX files (MNIST / Fashion-MNIST) ----
 // Big-endian header {magic, dims...}, then uint8 data. Plain or gzip (offsets in messages count
-// decompressed bytes).
+// decompressed bytes). The data must be exactly what the header's dimensions promise: a plain
+// file's size is checked before reading, a gzip file is inflated in steps and refused as soon
+// as it holds more than that, so a small file cannot make the reader hold more than it claims.
 constexpr uint32_t kIdxImagesMagic = 0x00000803;
 constexpr uint32_t kIdxLabelsMagic = 0x00000801;
+// The most data a header may promise (4 GiB; Fashion-MNIST's training images are 47 MB, and
+// every rank holds its own copy).
+constexpr int64_t kIdxMaxBytes = int64_t{1} << 32;
 
 struct IdxImages {
   int64_t count = 0, rows = 0, cols = 0;
@@ -155,6 +160,9 @@ struct IdxImages {
 
 IdxImages readIdxImages(const std::string& path);
 std::vector<uint8_t> readIdxLabels(const std::string& path);
+// The same for a whole file (plain or gzip) held in memory; `path` names it in messages.
+IdxImages parseIdxImages(std::span<const uint8_t> file, const std::string& path);
+std::vector<uint8_t> parseIdxLabels(std::span<const uint8_t> file, const std::string& path);
 
 // Images as float pixels/255 with int32 labels, in the EpochSampler order for training and in
 // file order for evaluation.

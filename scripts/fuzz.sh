@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer harnesses of fuzz/ with clang (ASan + UBSan) in ./build-fuzz and runs each
 # for SECONDS (default 20; run them for 10 minutes or more by hand: scripts/fuzz.sh 600) from a
-# seed corpus: the shipped configs, a token shard, a checkpoint state file and marker. The corpus
-# grows in build-fuzz/corpus/; a finding (crash, leak, timeout) is saved in build-fuzz/findings/
-# and makes the script exit 1. Prints one line per harness with its executions.
-# Usage: scripts/fuzz.sh [SECONDS] [fuzz_config|fuzz_token_shard|fuzz_checkpoint ...]
+# seed corpus: the shipped configs, a token shard, IDX images and labels (plain and gzip), a
+# checkpoint state file and marker. The corpus grows in build-fuzz/corpus/; a finding (crash,
+# leak, timeout, memory over -rss_limit_mb) is saved in build-fuzz/findings/ and makes the script
+# exit 1. Prints one line per harness with its executions.
+# Usage: scripts/fuzz.sh [SECONDS] [fuzz_config|fuzz_token_shard|fuzz_idx|fuzz_checkpoint ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_config fuzz_token_shard fuzz_checkpoint)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_config fuzz_token_shard fuzz_idx fuzz_checkpoint)
 
 if [ ! -f build-fuzz/build.ninja ]; then
   CXX=clang++ meson setup build-fuzz -Dfuzz=true -Dcuda=disabled -Dbuildtype=debugoptimized >/dev/null
@@ -18,16 +19,25 @@ fi
 ninja -C build-fuzz "${targets[@]/#/fuzz/}" >build-fuzz/build.log 2>&1 || { cat build-fuzz/build.log; exit 1; }
 
 seeds=build-fuzz/seeds
-mkdir -p "$seeds"/fuzz_config "$seeds"/fuzz_token_shard "$seeds"/fuzz_checkpoint build-fuzz/findings
+mkdir -p "$seeds"/fuzz_config "$seeds"/fuzz_token_shard "$seeds"/fuzz_idx "$seeds"/fuzz_checkpoint \
+  build-fuzz/findings
 cp configs/*.yaml "$seeds/fuzz_config/"
 /usr/bin/env python3 - "$seeds" <<'PY'
-import struct, sys, zlib
+import gzip, struct, sys, zlib
 seeds = sys.argv[1]
 # A token shard of 64 byte tokens (llm.c header: magic, version, count, then 253 zeros).
 tokens = list(range(64))
 with open(f"{seeds}/fuzz_token_shard/small.bin", "wb") as f:
     f.write(struct.pack("<256i", 20240520, 1, len(tokens), *([0] * 253)))
     f.write(struct.pack(f"<{len(tokens)}H", *tokens))
+# IDX images (3 of 4x4) and labels, plain and gzip (big-endian header: magic, dims).
+images = struct.pack(">4I", 0x803, 3, 4, 4) + bytes(range(48))
+labels = struct.pack(">2I", 0x801, 3) + bytes([0, 7, 9])
+for name, data in {"images": images, "labels": labels}.items():
+    with open(f"{seeds}/fuzz_idx/{name}.idx", "wb") as f:
+        f.write(data)
+    with open(f"{seeds}/fuzz_idx/{name}.idx.gz", "wb") as f:
+        f.write(gzip.compress(data, mtime=0))
 # A rank state (runtime/state_dict.h) with a float entry and an int64 entry, and a marker.
 entries = sorted({"model.params": struct.pack("<4f", 1, 2, 3, 4),
                   "trainer.step": struct.pack("<q", 500)}.items())

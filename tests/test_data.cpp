@@ -10,6 +10,7 @@
 #include <map>
 #include <numeric>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -430,9 +431,143 @@ TEST(Idx, Refusals) {
   writeGzip(path, idxImages(50, 4, 4));
   const std::string whole = readFile(path);
   writeBytes(path, whole.substr(0, whole.size() / 2));
-  expectDataError([&] { readIdxImages(path); }, {path, "truncated or corrupt"});
+  expectDataError([&] { readIdxImages(path); }, {path, "gzip data is truncated"});
   expectDataError([] { readIdxLabels("/nonexistent/labels.gz"); },
                   {"/nonexistent/labels.gz: cannot open"});
+}
+
+// The bytes of one gzip member holding `bytes`.
+std::string gzipBytes(const std::string& bytes) {
+  z_stream zs{};
+  EXPECT_EQ(deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY),
+            Z_OK);
+  std::string out(deflateBound(&zs, bytes.size()), '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
+  zs.avail_in = static_cast<uInt>(bytes.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+TEST(Idx, GzipBombStopsAtWhatTheHeaderPromises) {
+  // A valid 100x28x28 file followed by 512 MiB of zeros in 1 KB gzip members (each 1 MiB):
+  // read no further than the header's 16+78400 bytes.
+  TempDir dir;
+  const std::string images = (dir.path() / "bomb-images.gz").string(),
+                    labels = (dir.path() / "bomb-labels.gz").string();
+  const std::string zeros = gzipBytes(std::string(1 << 20, '\0'));
+  std::string tail;
+  for (int i = 0; i < 512; ++i) tail += zeros;
+  writeBytes(images, gzipBytes(idxImages(100, 28, 28)) + tail);
+  writeBytes(labels, gzipBytes(idxLabels(100)) + tail);
+  expectDataError([&] { readIdxImages(images); },
+                  {images + ": byte 78416: the file has more data than its header's dimensions "
+                            "100*28*28 promise (16+100*28*28=78416 bytes)"});
+  expectDataError([&] { readIdxLabels(labels); },
+                  {labels + ": byte 108: the file has more data than its header's dimensions "
+                            "100 promise"});
+  // The same with the extra data inside the first member.
+  writeGzip(images, idxImages(2, 2, 2) + std::string(1 << 20, '\0'));
+  expectDataError([&] { readIdxImages(images); },
+                  {images + ": byte 24: the file has more data than", "2*2*2"});
+  // Several members that together hold exactly the promised data are one file (as gzip -d).
+  const std::string whole = idxImages(5, 3, 2);
+  writeBytes(images, gzipBytes(whole.substr(0, 7)) + gzipBytes(whole.substr(7)));
+  EXPECT_EQ(readIdxImages(images).pixels.size(), 30u);
+}
+
+TEST(Idx, HeadersPromisingTooMuchAreRefusedUpFront) {
+  TempDir dir;
+  const std::string plain = (dir.path() / "huge").string(), gz = (dir.path() / "huge.gz").string();
+  const std::string limit = "over the limit of 4294967296 (4 GiB)";
+  struct Case {
+    uint32_t n, rows, cols;
+    std::string promise;
+  };
+  for (const Case& c : {Case{1000000000, 1000000000, 1, "promise 1000000000000000000 bytes"},
+                        Case{1000000000, 1000000000, 28, "promise more than 2^64 bytes"},
+                        Case{4294967295u, 4294967295u, 4294967295u, "more than 2^64"},
+                        Case{65536, 256, 257, "promise 4311744512 bytes"}}) {
+    const std::string header = be32(0x803) + be32(c.n) + be32(c.rows) + be32(c.cols);
+    writeBytes(plain, header + "some data");
+    writeGzip(gz, header + "some data");
+    for (const std::string& path : {plain, gz})
+      expectDataError([&] { readIdxImages(path); }, {path + ": byte 4: dimensions ", c.promise,
+                                                     "bytes of uint8 images, " + limit});
+  }
+  // A zero dimension does not excuse the others (callers multiply rows by cols).
+  writeBytes(plain, be32(0x803) + be32(4194238350u) + be32(4041241847u) + be32(0));
+  expectDataError([&] { readIdxImages(plain); },
+                  {plain +
+                   ": byte 4: dimensions 4194238350*4041241847*0 hold no data, but their "
+                   "nonzero product 16949931536312232450 is " +
+                   limit});
+  writeBytes(plain, be32(0x803) + be32(0) + be32(28) + be32(28));
+  EXPECT_EQ(readIdxImages(plain).rows, 28);
+  // Within the limit but far more than the file holds: refused, without holding the promise.
+  writeGzip(gz, be32(0x801) + be32(4000000000u) + "0123456789");
+  expectDataError([&] { readIdxLabels(gz); },
+                  {gz + ": byte 4: dimensions 4000000000 need 8+4000000000=4000000008 bytes, "
+                        "the file has 18 (decompressed)"});
+}
+
+TEST(Idx, PlainSizeIsCheckedBeforeReading) {
+  // A sparse 1 GiB file behind a 100x28x28 header: refused from its size, not read.
+  TempDir dir;
+  const std::string path = (dir.path() / "images").string();
+  writeBytes(path, idxImages(100, 28, 28));
+  fs::resize_file(path, std::uintmax_t{1} << 30);
+  expectDataError([&] { readIdxImages(path); },
+                  {path + ": byte 4: dimensions 100*28*28 need 16+100*28*28=78416 bytes, the file "
+                          "has 1073741824"});
+  writeBytes(path, idxImages(100, 28, 28).substr(0, 5000));
+  expectDataError([&] { readIdxImages(path); },
+                  {"need 16+100*28*28=78416 bytes, the file has 5000"});
+}
+
+TEST(Idx, DamagedGzipIsRefused) {
+  TempDir dir;
+  const std::string path = (dir.path() / "bad.gz").string();
+  const std::string good = gzipBytes(idxImages(50, 4, 4));
+  // Cut inside the header's member: the stream ends early.
+  writeBytes(path, good.substr(0, 12));
+  expectDataError([&] { readIdxImages(path); }, {path + ": byte ", "gzip data is truncated"});
+  // A flipped CRC in the trailer.
+  std::string crc = good;
+  crc[crc.size() - 8] ^= 0x55;
+  writeBytes(path, crc);
+  expectDataError([&] { readIdxImages(path); },
+                  {path + ": byte 816 (decompressed), compressed byte ", "gzip data is corrupt"});
+  // Bytes after the gzip stream that are not another member.
+  writeBytes(path, good + "trailing");
+  expectDataError([&] { readIdxImages(path); },
+                  {path + ": byte 816 (decompressed), compressed byte " +
+                   std::to_string(good.size()) + ": data after the end of the gzip stream"});
+}
+
+TEST(Idx, ParsesFromMemoryLikeFromFiles) {
+  const std::string images = idxImages(5, 3, 2), labels = idxLabels(5);
+  auto span = [](const std::string& s) {
+    return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+  };
+  for (const std::string& bytes : {images, gzipBytes(images)}) {
+    const IdxImages im = parseIdxImages(span(bytes), "mem");
+    EXPECT_EQ(im.count, 5);
+    EXPECT_EQ(im.rows, 3);
+    EXPECT_EQ(im.cols, 2);
+    EXPECT_EQ(im.pixels, std::vector<uint8_t>(images.begin() + 16, images.end()));
+  }
+  for (const std::string& bytes : {labels, gzipBytes(labels)})
+    EXPECT_EQ(parseIdxLabels(span(bytes), "mem"), (std::vector<uint8_t>{0, 7, 4, 1, 8}));
+  const std::string bomb = gzipBytes(labels + std::string(1 << 20, '\0'));
+  expectDataError([&] { parseIdxLabels(span(bomb), "mem"); },
+                  {"mem: byte 13: the file has more data than"});
+  expectDataError([&] { parseIdxLabels(span(labels.substr(0, 10)), "mem"); },
+                  {"mem: byte 4: dimensions 5 need 8+5=13 bytes, the file has 10"});
+  expectDataError([&] { parseIdxImages(span(labels), "mem"); }, {"mem: byte 0: magic"});
 }
 
 struct ImageSet {
