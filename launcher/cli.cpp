@@ -5,10 +5,13 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <exception>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include "comm/mpi_runtime.h"
@@ -62,6 +65,76 @@ struct Streams {
   const CliContext& ctx;
   bool quiet() const { return ctx.rank != 0; }
 };
+
+// CLI11's own checks print the whole double range ("0.000000 to 1797693...") or a set in
+// braces; these say in words what the option expects. CLI11 puts the option's name in front.
+bool looksNumeric(const std::string& text) {
+  char* end = nullptr;
+  std::strtod(text.c_str(), &end);
+  return !text.empty() && *end == '\0';
+}
+
+std::string got(const std::string& text) { return looksNumeric(text) ? text : "'" + text + "'"; }
+
+constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
+
+CLI::Validator integerIn(int64_t lo, int64_t hi = kNoMax) {
+  const std::string expected =
+      hi != kNoMax ? "an integer from " + std::to_string(lo) + " to " + std::to_string(hi)
+      : lo == 1    ? "a positive integer"
+      : lo == 0    ? "a non-negative integer"
+                   : "an integer >= " + std::to_string(lo);
+  const std::string desc =
+      hi != kNoMax ? std::to_string(lo) + ".." + std::to_string(hi) : ">=" + std::to_string(lo);
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        int64_t v = 0;
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc() || end != text.data() + text.size() || v < lo || v > hi)
+          return "expected " + expected + ", got " + got(text);
+        return "";
+      },
+      desc);
+}
+
+// A finite number > 0 (and <= max).
+CLI::Validator positiveNumber(double max = HUGE_VAL) {
+  const std::string expected =
+      std::isinf(max) ? "a positive number" : "a number > 0 and <= " + formatNumber(max);
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0' || !std::isfinite(v) || !(v > 0) || v > max)
+          return "expected " + expected + ", got " + got(text);
+        return "";
+      },
+      std::isinf(max) ? ">0" : "(0.." + formatNumber(max) + "]");
+}
+
+CLI::Validator oneOf(std::vector<std::string> names) {
+  std::string list, desc;
+  for (const std::string& n : names) {
+    list += (list.empty() ? "" : ", ") + n;
+    desc += (desc.empty() ? "" : ",") + n;
+  }
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        if (std::find(names.begin(), names.end(), text) != names.end()) return "";
+        const std::string m = closestMatch(text, names);
+        return "expected one of " + list + ", got '" + text + "'" +
+               (m.empty() ? "" : " (did you mean '" + m + "'?)");
+      },
+      "{" + desc + "}");
+}
+
+// Bounds of the counts that size plan's and simulate's loops and allocations.
+constexpr int64_t kMaxPlanWorld = 65536;  // plan's host and island tables grow ~world^2
+constexpr int64_t kMaxPoints = 10000;
+constexpr int64_t kMaxLayers = 10000;
+constexpr int64_t kMaxH = 100000;
+constexpr int64_t kMaxOverlap = 100000;
+constexpr double kMaxBits = 64;
 
 int validate(const std::vector<std::string>& files, const std::vector<std::string>& overrides,
              int64_t world_option, bool print, const Streams& io) {
@@ -125,16 +198,15 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   bool print = false;
   CLI::App* validate_cmd =
       app.add_subcommand("validate", "Check configs (schema, units, cross-field rules); exit 0/1");
-  validate_cmd->add_option("CONFIG", files, "YAML experiment configs")
-      ->required()
-      ->check(CLI::ExistingFile);
+  // No CLI::ExistingFile: the loader names a missing or special file in its own error line.
+  validate_cmd->add_option("CONFIG", files, "YAML experiment configs")->required();
   validate_cmd->add_option("--set", overrides, "Override a key: key.path=value (repeatable)")
       ->type_name("KEY=VALUE");
   validate_cmd
       ->add_option("--world", world,
                    "Check tier sizes against this many ranks (default: the MPI world "
                    "when run under mpiexec)")
-      ->check(CLI::PositiveNumber);
+      ->check(integerIn(1));
   validate_cmd->add_flag("--print", print, "Print the resolved config as YAML");
 
   std::string train_file;
@@ -142,9 +214,7 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   TrainOptions train_options;
   CLI::App* train_cmd = app.add_subcommand(
       "train", "Train the model of a config (one process, or every rank under mpiexec/srun)");
-  train_cmd->add_option("CONFIG", train_file, "YAML experiment config")
-      ->required()
-      ->check(CLI::ExistingFile);
+  train_cmd->add_option("CONFIG", train_file, "YAML experiment config")->required();
   train_cmd->add_option("--set", train_overrides, "Override a key: key.path=value (repeatable)")
       ->type_name("KEY=VALUE");
   train_cmd->add_flag("--overwrite", train_options.overwrite,
@@ -167,20 +237,18 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
       "plan",
       "Layout, sharding, memory per rank, bytes per tier and predicted step time of a config, "
       "without training");
-  plan_cmd->add_option("CONFIG", plan_file, "YAML experiment config")
-      ->required()
-      ->check(CLI::ExistingFile);
+  plan_cmd->add_option("CONFIG", plan_file, "YAML experiment config")->required();
   plan_cmd->add_option("--set", plan_overrides, "Override a key: key.path=value (repeatable)")
       ->type_name("KEY=VALUE");
   plan_cmd
       ->add_option("--world", plan_options.world,
                    "Ranks to plan for (default: the product of the tier sizes)")
-      ->check(CLI::PositiveNumber);
+      ->check(integerIn(1, kMaxPlanWorld));
   plan_cmd
       ->add_option("--step-time", plan_options.step_time,
                    "Compute seconds per training step (default: measured here on the config's "
                    "model and batch)")
-      ->check(CLI::PositiveNumber);
+      ->check(positiveNumber());
   plan_cmd->add_flag("--json", plan_json, "One JSON object");
   bool plan_auto = false;
   std::string plan_out;
@@ -202,47 +270,47 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   std::vector<std::string> preset_names;
   for (const sim::ModelShape& m : sim::presets()) preset_names.push_back(m.name);
   simulate_cmd->add_option("--preset", sim_presets, "1b, 10b, 100b (repeatable; default all)")
-      ->check(CLI::IsMember(preset_names));
+      ->check(oneOf(preset_names));
   simulate_cmd->add_option("--layers", sim_custom.layers, "Custom model: layers")
-      ->check(CLI::PositiveNumber);
+      ->check(integerIn(1, kMaxLayers));
   simulate_cmd->add_option("--params", sim_custom.params, "Custom model: parameters")
-      ->check(CLI::PositiveNumber);
+      ->check(positiveNumber());
   simulate_cmd->add_option("--step-time", sim_custom.step_s, "Custom model: seconds per step")
-      ->check(CLI::PositiveNumber);
+      ->check(positiveNumber());
   CLI::Option* sim_h =
       simulate_cmd->add_option("--H", sim_custom.H, "Inner steps per outer round (default 100)")
-          ->check(CLI::PositiveNumber);
+          ->check(integerIn(1, kMaxH));
   CLI::Option* sim_frag = simulate_cmd
                               ->add_option("--fragment-layers", sim_custom.fragment_layers,
                                            "Streaming: layers per fragment (default 3)")
-                              ->check(CLI::PositiveNumber);
+                              ->check(integerIn(1, kMaxLayers));
   simulate_cmd->add_option("--method", sim_method, "dp, diloco, streaming or co2 (default: all)")
-      ->check(CLI::IsMember(sim::methodNames()));
-  simulate_cmd->add_option("--overlap", sim_overlap, "Streaming: overlap tau in steps")
-      ->check(CLI::NonNegativeNumber);
+      ->check(oneOf(sim::methodNames()));
+  simulate_cmd->add_option("--overlap", sim_overlap, "Streaming: overlap tau in steps (< H)")
+      ->check(integerIn(0, kMaxOverlap));
   simulate_cmd->add_option("--bits", sim_options.bits, "Bits per exchanged parameter (16)")
-      ->check(CLI::PositiveNumber);
+      ->check(positiveNumber(kMaxBits));
   simulate_cmd->add_option("--replicas", sim_options.replicas, "Replicas M (2)")
-      ->check(CLI::Range(int64_t{2}, int64_t{1} << 30));
+      ->check(integerIn(2, int64_t{1} << 30));
   simulate_cmd->add_option("--latency", sim_latency, "Link latency (10ms)");
   simulate_cmd->add_option("--min", sim_min, "Lowest bandwidth of the sweep (10Mbit)");
   simulate_cmd->add_option("--max", sim_max, "Highest bandwidth of the sweep (1Tbit)");
-  simulate_cmd->add_option("--points", sim_options.points, "Log-spaced bandwidths (21)");
+  simulate_cmd->add_option("--points", sim_options.points, "Log-spaced bandwidths (21)")
+      ->check(integerIn(2, kMaxPoints));
   simulate_cmd->add_option("--format", sim_options.format, "md, csv or json")
-      ->check(CLI::IsMember({"md", "csv", "json"}));
+      ->check(oneOf({"md", "csv", "json"}));
   std::string sim_config;
   std::vector<std::string> sim_overrides;
   int64_t sim_world = 0;
-  simulate_cmd
-      ->add_option("--config", sim_config,
-                   "Simulate a config's outer exchange: its model, replicas, outer method and "
-                   "codec, the outer tier's latency, and a step of measured compute (or "
-                   "--step-time) plus the exchanges inside a replica")
-      ->check(CLI::ExistingFile);
+  simulate_cmd->add_option(
+      "--config", sim_config,
+      "Simulate a config's outer exchange: its model, replicas, outer method and "
+      "codec, the outer tier's latency, and a step of measured compute (or "
+      "--step-time) plus the exchanges inside a replica");
   simulate_cmd->add_option("--set", sim_overrides, "With --config: override a key")
       ->type_name("KEY=VALUE");
   simulate_cmd->add_option("--world", sim_world, "With --config: ranks (as lowband plan)")
-      ->check(CLI::PositiveNumber);
+      ->check(integerIn(1, kMaxPlanWorld));
 
   TrainBenchOptions bench_options;
   std::string bench_preset = "small";
@@ -255,20 +323,20 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
       ->add_option("--model", bench_preset,
                    "Shape: small (6x256, T 256, batch 8), gpt2 (12x768, T 64, batch 4) or "
                    "gpt2-1024 (12x768, T 1024, batch 8)")
-      ->check(CLI::IsMember({"small", "gpt2", "gpt2-1024"}));
+      ->check(oneOf({"small", "gpt2", "gpt2-1024"}));
   bench_train_cmd->add_option("--steps", bench_options.steps, "Timed steps (median reported)")
-      ->check(CLI::PositiveNumber);
+      ->check(integerIn(1));
   int64_t bench_batch = 0, bench_seq = 0;
   bench_train_cmd->add_option("--batch", bench_batch, "Sequences per step (default: the shape's)")
-      ->check(CLI::PositiveNumber);
+      ->check(integerIn(1));
   bench_train_cmd->add_option("--seq", bench_seq, "Tokens per sequence (default: the shape's)")
-      ->check(CLI::PositiveNumber);
+      ->check(integerIn(1));
   std::string bench_device = "auto", bench_precision = "fp32";
   bench_train_cmd->add_option("--device", bench_device, "auto, cpu or cuda (as the config key)")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+      ->check(oneOf({"auto", "cpu", "cuda"}));
   bench_train_cmd
       ->add_option("--precision", bench_precision, "fp32, tf32 or bf16 (as model.precision)")
-      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
+      ->check(oneOf({"fp32", "tf32", "bf16"}));
   bench_train_cmd->add_flag("--json", bench_json, "One JSON object per line");
   CommBenchOptions comm_bench;
   CLI::App* bench_comm_cmd = bench_cmd->add_subcommand(
@@ -284,7 +352,7 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
                                 "Smaller model, fewer steps (a few minutes)");
   bench_schedules_cmd->add_flag("--json", schedule_bench.json, "One JSON object per line");
   bench_schedules_cmd->add_option("--study", schedule_bench.study, "quality, overlap or all")
-      ->check(CLI::IsMember({"quality", "overlap", "all"}));
+      ->check(oneOf({"quality", "overlap", "all"}));
   bench_schedules_cmd->add_option("--data", schedule_bench.data,
                                   "Folder with the KJV byte shards (scripts/prepare_kjv.sh)");
   bench_schedules_cmd->add_option("--out-dir", schedule_bench.out_dir,
@@ -317,7 +385,22 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
     if (!io.quiet()) app.exit(e, out, err);
     return kExitOk;
   } catch (const CLI::ParseError& e) {
-    if (!io.quiet()) app.exit(e, out, err);
+    // One `error:` line, as for config errors (CLI11 would add "Run with --help ...").
+    if (!io.quiet()) {
+      std::string what = e.what();
+      std::replace(what.begin(), what.end(), '\n', ' ');
+      err << "error: " << what;
+      // A rejected value says what was expected; other usage errors point to the help.
+      if (!dynamic_cast<const CLI::ValidationError*>(&e)) {
+        std::string command = "lowband";
+        for (const CLI::App* sub = &app; !sub->get_subcommands().empty();) {
+          sub = sub->get_subcommands().front();
+          command += " " + sub->get_name();
+        }
+        err << " (see " << command << " --help)";
+      }
+      err << "\n";
+    }
     return kExitBadInput;
   }
 

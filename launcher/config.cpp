@@ -3,6 +3,9 @@
 // Reader (YAML -> struct with type/range checks and locations) and Writer (struct -> YAML).
 #include "launcher/config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -10,9 +13,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <type_traits>
 
 namespace lowband::launcher {
@@ -244,30 +245,54 @@ struct Rule {
   const char* when = nullptr;  // when it applies, for the "ignored" warning
 };
 
-std::string rangeViolation(double v, const Rule& r) {
+// A rule's limit as values of type T are written: "1s" for a duration, "1" for a count.
+template <class T>
+std::string boundText(double b) {
+  if (b == 0) return "0";  // the same in every unit
+  if constexpr (std::is_same_v<T, Duration>)
+    return launcher::format(Duration{b});
+  else if constexpr (std::is_same_v<T, ByteSize>)
+    return launcher::format(ByteSize{static_cast<uint64_t>(b)});
+  else if constexpr (std::is_same_v<T, Bandwidth>)
+    return launcher::format(Bandwidth{b});
+  else
+    return formatNumber(b);
+}
+
+// `bound` formats a limit as values of the key are written.
+template <class Bound>
+std::string rangeViolation(double v, const Rule& r, Bound bound) {
   if (r.min && (v < *r.min || (r.min_open && v == *r.min)))
-    return std::string("must be ") + (r.min_open ? "> " : ">= ") + formatNumber(*r.min);
+    return std::string("must be ") + (r.min_open ? "> " : ">= ") + bound(*r.min);
   if (r.max && (v > *r.max || (r.max_open && v == *r.max)))
-    return std::string("must be ") + (r.max_open ? "< " : "<= ") + formatNumber(*r.max);
+    return std::string("must be ") + (r.max_open ? "< " : "<= ") + bound(*r.max);
   return "";
 }
 
 // ------------------------------------------------------------------------------------------
 // Parse context: file name, --set overrides, and where to record locations and warnings.
 
+// `path` is `prefix` or lies under it ("a.b" and "a[0]" under "a").
+bool within(const std::string& path, const std::string& prefix) {
+  return path == prefix || path.rfind(prefix + ".", 0) == 0 || path.rfind(prefix + "[", 0) == 0;
+}
+
 class Context {
  public:
   Context(std::string file, Config& config) : file_(std::move(file)), config_(config) {}
 
-  void addOverride(const std::string& path, const std::string& text) {
-    overrides_.emplace_back(path, text);
+  // `created`: the outermost key the override added to the file ("" if none), so that errors
+  // about a section only a --set made (an unknown `foo` of `--set foo.bar=1`) name it too.
+  void addOverride(const std::string& path, const std::string& text, const std::string& created) {
+    overrides_.push_back({path, text, created});
   }
 
   std::string locate(const std::string& path, const YAML::Node& node) const {
-    for (const auto& [o, text] : overrides_) {
-      if (path == o || path.rfind(o + ".", 0) == 0 || path.rfind(o + "[", 0) == 0)
-        return file_ + " (--set " + text + ")";
-    }
+    // The last override of a key is the one whose value stands.
+    for (auto o = overrides_.rbegin(); o != overrides_.rend(); ++o)
+      if (within(path, o->path)) return file_ + " (--set " + o->text + ")";
+    for (const Override& o : overrides_)
+      if (!o.created.empty() && within(path, o.created)) return file_ + " (--set " + o.text + ")";
     if (node.IsDefined()) {
       YAML::Mark m = node.Mark();
       if (!m.is_null())
@@ -290,9 +315,12 @@ class Context {
   }
 
  private:
+  struct Override {
+    std::string path, text, created;
+  };
   std::string file_;
   Config& config_;
-  std::vector<std::pair<std::string, std::string>> overrides_;
+  std::vector<Override> overrides_;
 };
 
 std::string childPath(const std::string& parent, const std::string& key) {
@@ -392,7 +420,7 @@ class Reader {
       ctx_.fail(path, v, e.what());
     }
     if (auto num = Value<T>::number(out)) {
-      std::string bad = rangeViolation(*num, rule);
+      std::string bad = rangeViolation(*num, rule, boundText<T>);
       if (!bad.empty()) ctx_.fail(path, v, Value<T>::format(out) + " " + bad);
     }
     return out;
@@ -613,7 +641,8 @@ void describe(V& v, PlanConfig& c) {
 template <class V>
 void describe(V& v, CommConfig& c) {
   v.value("backend", c.backend);
-  v.value("timeout", c.timeout, {.min = 0, .min_open = true});
+  // Below a second, ordinary jitter (a slow rank, a page fault storm) trips the watchdog.
+  v.value("timeout", c.timeout, {.min = 1});
   v.value("bucket", c.bucket, {.min = 1});
 }
 
@@ -756,6 +785,31 @@ void readSection(Context& ctx, const YAML::Node& node, const std::string& path, 
 // ------------------------------------------------------------------------------------------
 // --set key.path=value
 
+// "topology.tiers[1].bandwidth" and "topology.tiers.1.bandwidth" name the same key: names
+// separated by dots, each optionally followed by [N] indexes. Empty if the path is malformed
+// (an empty name, as in "run..steps", would otherwise be skipped and set another key).
+std::vector<std::string> splitKeyPath(const std::string& key) {
+  std::vector<std::string> parts;
+  std::size_t i = 0;
+  while (true) {
+    const std::size_t begin = i;
+    while (i < key.size() && key[i] != '.' && key[i] != '[' && key[i] != ']') ++i;
+    if (i == begin) return {};
+    parts.push_back(key.substr(begin, i - begin));
+    while (i < key.size() && key[i] == '[') {
+      const std::size_t close = key.find(']', i);
+      if (close == std::string::npos || close == i + 1) return {};
+      const std::string index = key.substr(i + 1, close - i - 1);
+      if (index.find_first_not_of("0123456789") != std::string::npos) return {};
+      parts.push_back(index);
+      i = close + 1;
+    }
+    if (i == key.size()) return parts;
+    if (key[i] != '.') return {};
+    ++i;
+  }
+}
+
 void applyOverride(YAML::Node& root, const std::string& text, Context& ctx,
                    const std::string& file) {
   auto bad = [&](const std::string& what) -> ConfigError {
@@ -766,25 +820,24 @@ void applyOverride(YAML::Node& root, const std::string& text, Context& ctx,
   const std::string key = text.substr(0, eq);
   YAML::Node value;
   try {
-    value = YAML::Load(text.substr(eq + 1));
+    const std::vector<YAML::Node> docs = YAML::LoadAll(text.substr(eq + 1));
+    if (docs.size() > 1) throw bad("the value is more than one YAML document");
+    if (!docs.empty()) value = docs[0];
   } catch (const YAML::Exception& e) {
     throw bad("the value is not valid YAML: " + e.msg);
   }
-  // "topology.tiers[1].bandwidth" and "topology.tiers.1.bandwidth" are the same key.
-  std::vector<std::string> parts;
-  std::string part;
-  for (char ch : key + ".") {
-    if (ch == '.' || ch == '[' || ch == ']') {
-      if (!part.empty()) parts.push_back(part);
-      part.clear();
-    } else {
-      part += ch;
-    }
-  }
-  if (parts.empty()) throw bad("expected key.path=value");
+  const std::vector<std::string> parts = splitKeyPath(key);
+  if (parts.empty())
+    throw bad(
+        "expected key.path=value with no empty name between dots, e.g. run.steps=5 or "
+        "topology.tiers.1.bandwidth=1Gbit; got key '" +
+        key + "'");
   YAML::Node cur;
   cur.reset(root);
-  std::string path;
+  std::string path, created;
+  auto isIndex = [](const std::string& p) {
+    return p.find_first_not_of("0123456789") == std::string::npos;
+  };
   for (std::size_t i = 0; i < parts.size(); ++i) {
     const bool last = i + 1 == parts.size();
     YAML::Node next;
@@ -804,11 +857,16 @@ void applyOverride(YAML::Node& root, const std::string& text, Context& ctx,
       }
     } else if (cur.IsMap() || cur.IsNull()) {
       path = childPath(path, parts[i]);
+      const bool missing = !cur[parts[i]].IsDefined() || cur[parts[i]].IsNull();
+      if (missing && created.empty()) created = path;
       if (last) {
         cur[parts[i]] = value;
       } else {
-        if (!cur[parts[i]].IsDefined() || cur[parts[i]].IsNull())
-          cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
+        // A number after a key the config lacks is meant as a list index: there is no list.
+        if (missing && isIndex(parts[i + 1]))
+          throw bad(path + " is not in the config, so it has no item " + parts[i + 1] +
+                    " to set; give the whole list (--set " + path + "=[...])");
+        if (missing) cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
         next.reset(cur[parts[i]]);
       }
     } else {
@@ -816,7 +874,7 @@ void applyOverride(YAML::Node& root, const std::string& text, Context& ctx,
     }
     if (!last) cur.reset(next);
   }
-  ctx.addOverride(path, text);
+  ctx.addOverride(path, text, created);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -847,6 +905,16 @@ void resolveAndCheck(Config& c) {
   Checker check(c);
   auto set = [&](const char* path) { return c.locations.count(path) > 0; };
 
+  // The name becomes a directory under runs/ (and labels the run): a path such as ../../x
+  // would put the run anywhere. An explicit out_dir may be any path.
+  const std::string& name = c.run.name;
+  if (name.empty() || name[0] == '.' ||
+      name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+          std::string::npos)
+    check.fail("run.name",
+               "expected a plain name (letters, digits, '.', '_', '-', not starting "
+               "with '.'), got '" +
+                   name + "'; put the run elsewhere with run.out_dir");
   if (c.run.out_dir.empty()) c.run.out_dir = "runs/" + c.run.name;
   if (c.topology.tiers.empty())
     c.topology.tiers.push_back(
@@ -990,13 +1058,43 @@ void resolveAndCheck(Config& c) {
                                 std::to_string(c.run.steps) + ": the lr never reaches its peak"));
 }
 
+// Far more than any config needs; reading stops there.
+constexpr std::size_t kMaxConfigBytes = std::size_t{1} << 20;
+
+// A config is a regular file of at most kMaxConfigBytes. Opened non-blocking so that a FIFO
+// cannot hang the open, and checked on the open descriptor before any byte is read (a device
+// such as /dev/zero would never end).
 std::string readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path + ": cannot open: " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw ConfigError(path + ": read error: " + std::strerror(errno));
-  return ss.str();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) throw ConfigError(path + ": cannot open: " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw ConfigError(path + ": cannot stat: " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) {
+    const char* kind = S_ISDIR(st.st_mode)                          ? "a directory"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                       : S_ISFIFO(st.st_mode)                       ? "a FIFO"
+                       : S_ISSOCK(st.st_mode)                       ? "a socket"
+                                                                    : "a special file";
+    throw ConfigError(path + ": not a regular file (" + kind + "); a config is a YAML file");
+  }
+  const std::string too_big = path + ": larger than the 1 MiB a config may have";
+  if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) throw ConfigError(too_big);
+  // st_size can be 0 (procfs) or stale: read to the limit, not to the size.
+  std::string text;
+  char buf[65536];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw ConfigError(path + ": read error: " + std::strerror(errno));
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > kMaxConfigBytes) throw ConfigError(too_big);
+  }
+  return text;
 }
 
 }  // namespace
@@ -1014,12 +1112,23 @@ Config parseConfig(const std::string& yaml, const std::string& source, const Loa
   config.source = source;
   Context ctx(source, config);
   YAML::Node root;
+  std::vector<YAML::Node> docs;
   try {
-    root = YAML::Load(yaml);
+    docs = YAML::LoadAll(yaml);
   } catch (const YAML::Exception& e) {
     throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ":" +
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
   }
+  // YAML::Load would read the first document and drop the rest without a word.
+  for (std::size_t i = 1; i < docs.size(); ++i) {
+    if (docs[i].IsNull()) continue;  // a trailing `---` with nothing after it
+    const YAML::Mark m = docs[i].Mark();
+    throw ConfigError(source + ":" + std::to_string(m.line + 1) + ":" +
+                      std::to_string(m.column + 1) +
+                      ": a second YAML document starts here, but a config is one document "
+                      "(remove the '---' before it, or put it in a file of its own)");
+  }
+  if (!docs.empty()) root = docs[0];
   if (root.IsNull() && options.overrides.empty())
     throw ConfigError(source + ": the config is empty (expected a map with run, model, data, ...)");
   for (const std::string& o : options.overrides) applyOverride(root, o, ctx, source);

@@ -97,6 +97,29 @@ std::vector<SimulatedRow> simulate(const SimulateOptions& o) {
   if (o.min_bits_per_s <= 0 || o.max_bits_per_s <= o.min_bits_per_s)
     throw ConfigError("simulate: the bandwidth range needs 0 < --min < --max");
   const std::vector<sim::Setup> setups = o.setups.empty() ? defaultSetups(o) : o.setups;
+  // Bound the sweep before running it. Each utilisation walks 6 H + 1 steps of every layer;
+  // a row runs one per point plus about 85 for the needed bandwidths (5 targets, 17 steps of
+  // bisection each). kMaxWork layer-steps take about a minute on one core.
+  constexpr double kMaxWork = 5e9;
+  double work = 0;
+  for (const sim::ModelShape& m : o.models)
+    for (const sim::Setup& s : setups) {
+      // An exchange landing after the fragment's next one is issued piles up without bound.
+      if (s.method == sim::Method::Streaming && s.overlap >= m.H)
+        throw ConfigError("simulate: --overlap " + std::to_string(s.overlap) + " must be < H " +
+                          std::to_string(m.H) + " (" + m.name +
+                          "): a fragment's exchange must land before its next one starts");
+      work +=
+          (o.points + 85.0) * (6.0 * static_cast<double>(m.H) + 1) * static_cast<double>(m.layers);
+    }
+  if (work > kMaxWork) {
+    char text[240];
+    std::snprintf(text, sizeof text,
+                  "simulate: this sweep would simulate %.3g layer-steps, over the limit of %.3g "
+                  "(about a minute); use fewer --points, a smaller H or fewer layers",
+                  work, kMaxWork);
+    throw ConfigError(text);
+  }
   std::vector<SimulatedRow> rows;
   const double lo = std::log(o.min_bits_per_s), hi = std::log(o.max_bits_per_s);
   for (const sim::ModelShape& m : o.models)

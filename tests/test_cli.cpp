@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <sstream>
 
 #include "launcher/cli.h"
@@ -98,6 +99,106 @@ TEST(Cli, OnlyRankZeroPrints) {
   CliRun quiet = cli({"validate", bad}, {1, 2});
   EXPECT_EQ(quiet.status, kExitBadInput);  // every rank fails the same way...
   EXPECT_EQ(quiet.err, "");                // ...and only rank 0 says so
+}
+
+// Every rejected option is one `error:` line that names the option and what it expected (CLI11's
+// own range checks printed the whole double range and no `error:`).
+TEST(Cli, BadOptionValuesAreOneErrorLine) {
+  const std::string good = config("ddp.yaml");
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;  // the whole line, or a fragment when `exact` is false
+    bool exact = true;
+  };
+  const std::vector<Case> cases = {
+      {{"validate", good, "--world", "0"}, "error: --world: expected a positive integer, got 0"},
+      {{"validate", good, "--world", "abc"},
+       "error: --world: expected a positive integer, got 'abc'"},
+      {{"validate", good, "--world", "-2"}, "error: --world: expected a positive integer, got -2"},
+      {{"plan", good, "--world", "0"},
+       "error: --world: expected an integer from 1 to 65536, got 0"},
+      {{"plan", good, "--world", "4294967296"},
+       "error: --world: expected an integer from 1 to 65536, got 4294967296"},
+      {{"plan", good, "--step-time", "0"}, "error: --step-time: expected a positive number, got 0"},
+      {{"plan", good, "--step-time", "inf"},
+       "error: --step-time: expected a positive number, got inf"},
+      {{"simulate", "--H", "0"}, "error: --H: expected an integer from 1 to 100000, got 0"},
+      {{"simulate", "--bits", "0"}, "error: --bits: expected a number > 0 and <= 64, got 0"},
+      {{"simulate", "--bits", "1e400"},
+       "error: --bits: expected a number > 0 and <= 64, got 1e400"},
+      {{"simulate", "--points", "1000000000"},
+       "error: --points: expected an integer from 2 to 10000, got 1000000000"},
+      {{"simulate", "--points", "1"},
+       "error: --points: expected an integer from 2 to 10000, got 1"},
+      {{"simulate", "--layers", "1000000"},
+       "error: --layers: expected an integer from 1 to 10000, got 1000000"},
+      {{"simulate", "--fragment-layers", "0"},
+       "error: --fragment-layers: expected an integer from 1 to 10000, got 0"},
+      {{"simulate", "--overlap", "-1"},
+       "error: --overlap: expected an integer from 0 to 100000, got -1"},
+      {{"simulate", "--replicas", "1"},
+       "error: --replicas: expected an integer from 2 to 1073741824, got 1"},
+      {{"simulate", "--layers", "4", "--params", "1e9", "--step-time", "nan"},
+       "error: --step-time: expected a positive number, got nan"},
+      {{"simulate", "--params", "-5"}, "error: --params: expected a positive number, got -5"},
+      {{"simulate", "--world", "0"}, "error: --world: expected an integer from 1 to 65536, got 0"},
+      {{"simulate", "--preset", "2b"},
+       "error: --preset: expected one of 1b, 10b, 100b, got '2b' (did you mean '1b'?)"},
+      {{"simulate", "--method", "streamin"},
+       "error: --method: expected one of dp, diloco, streaming, co2, got 'streamin' (did you "
+       "mean 'streaming'?)"},
+      {{"simulate", "--format", "markdown"},
+       "error: --format: expected one of md, csv, json, got 'markdown'"},
+      {{"bench", "train", "--steps", "0"}, "error: --steps: expected a positive integer, got 0"},
+      {{"train", good, "--world", "0"}, "error: ", false},  // train has no --world
+      {{"validate", good, "--bogus"}, "error: ", false},
+      {{"validate"}, "error: ", false},
+      {{}, "error: ", false},
+      {{"bench"}, "error: ", false},
+  };
+  for (const Case& c : cases) {
+    std::string line;
+    for (const std::string& a : c.args) line += a + " ";
+    const CliRun r = cli(c.args);
+    EXPECT_EQ(r.status, kExitBadInput) << line << r.err;
+    EXPECT_EQ(r.out, "") << line;
+    EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << line << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << line << "one line: " << r.err;
+    if (c.exact)
+      EXPECT_EQ(r.err, c.message + "\n") << line;
+    else
+      EXPECT_NE(r.err.find(c.message), std::string::npos) << line << r.err;
+  }
+}
+
+// A missing, unreadable or special CONFIG is the loader's one error line naming it.
+TEST(Cli, ConfigPathThatIsNotAFileIsOneErrorLine) {
+  test::TempDir dir;
+  for (const std::string& path : {std::string("/nonexistent/exp.yaml"), dir.path().string()}) {
+    for (const char* command : {"validate", "plan", "train"}) {
+      const CliRun r = cli({command, path});
+      EXPECT_EQ(r.status, kExitBadInput) << command << " " << path;
+      EXPECT_EQ(r.err.rfind("error: " + path + ": ", 0), 0u) << r.err;
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    }
+  }
+}
+
+// simulate's sweep is bounded: a sweep too large to finish in about a minute, or a streaming
+// overlap of H or more (exchanges pile up without bound), is refused before it starts.
+TEST(Cli, SimulateRefusesUnboundedSweeps) {
+  CliRun big = cli({"simulate", "--layers", "10000", "--params", "1e9", "--step-time", "1", "--H",
+                    "100000", "--points", "2", "--method", "diloco"});
+  EXPECT_EQ(big.status, kExitBadInput) << big.err;
+  EXPECT_EQ(big.err.rfind("error: simulate: ", 0), 0u) << big.err;
+  EXPECT_NE(big.err.find("fewer --points"), std::string::npos) << big.err;
+  EXPECT_EQ(std::count(big.err.begin(), big.err.end(), '\n'), 1) << big.err;
+  CliRun overlap = cli(
+      {"simulate", "--preset", "1b", "--method", "streaming", "--overlap", "100", "--points", "2"});
+  EXPECT_EQ(overlap.status, kExitBadInput) << overlap.err;
+  EXPECT_EQ(overlap.err,
+            "error: simulate: --overlap 100 must be < H 100 (1b): a fragment's exchange must land "
+            "before its next one starts\n");
 }
 
 }  // namespace

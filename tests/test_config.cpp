@@ -1,7 +1,9 @@
 // Config loading: a table of bad configs (each must exit 1 naming the key path and the line),
 // --set overrides, the resolved YAML round trip, and every shipped config.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -233,6 +235,75 @@ const std::vector<BadConfig>& badConfigs() {
        "--set",
        "out of range",
        {"--set", "topology.tiers.5.bandwidth=1Gbit"}},
+      // A --set whose key the file does not have is still named in the error.
+      {"set_index_into_missing_list",
+       kGood,
+       "optimizer.betas",
+       "--set optimizer.betas.0=1.5",
+       "has no item 0",
+       {"--set", "optimizer.betas.0=1.5"}},
+      {"set_index_into_missing_tiers",
+       "model: {kind: gpt}\ndata: {train: a}\n",
+       "topology.tiers",
+       "--set topology.tiers.5.bandwidth=1Gbit",
+       "has no item 5",
+       {"--set", "topology.tiers.5.bandwidth=1Gbit"}},
+      {"set_unknown_section",
+       kGood,
+       "foo",
+       "--set foo.bar=1",
+       "unknown key",
+       {"--set", "foo.bar=1"}},
+      {"set_unknown_key_in_new_section",
+       kGood,
+       "comm.timout",
+       "--set comm.timout=5s",
+       "did you mean 'timeout'",
+       {"--set", "comm.bucket=1MiB", "--set", "comm.timout=5s"}},
+      {"set_empty_path_component",
+       kGood,
+       "run..steps",
+       "--set run..steps=5",
+       "empty name",
+       {"--set", "run..steps=5"}},
+      {"set_leading_dot",
+       kGood,
+       ".run.steps",
+       "--set .run.steps=5",
+       "empty name",
+       {"--set", ".run.steps=5"}},
+      {"set_trailing_dot",
+       kGood,
+       "run.steps.",
+       "--set run.steps.=5",
+       "empty name",
+       {"--set", "run.steps.=5"}},
+      {"set_bad_index",
+       kGood,
+       "topology.tiers[1]x",
+       "--set topology.tiers[1]x=5",
+       "expected key.path",
+       {"--set", "topology.tiers[1]x=5"}},
+      {"second_document", "model: {kind: gpt}\ndata: {train: a}\n---\nrun: {steps: 5}\n",
+       "second YAML document", ":4:", "a config is one document"},
+      {"run_name_is_a_path", "model: {kind: gpt}\ndata: {train: a}\nrun: {name: ../../x}\n",
+       "run.name", ":3:", "expected a plain name"},
+      {"run_name_hidden", "model: {kind: gpt}\ndata: {train: a}\nrun:\n  name: .x\n", "run.name",
+       ":4:", "not starting with '.'"},
+      {"run_name_set_with_slash",
+       kGood,
+       "run.name",
+       "--set run.name=a/b",
+       "expected a plain name",
+       {"--set", "run.name=a/b"}},
+      {"timeout_too_short", "model: {kind: gpt}\ndata: {train: a}\ncomm:\n  timeout: 1ms\n",
+       "comm.timeout", ":4:", "1ms must be >= 1s"},
+      {"timeout_too_short_set",
+       kGood,
+       "comm.timeout",
+       "--set comm.timeout=500ms",
+       "must be >= 1s",
+       {"--set", "comm.bucket=1MiB", "--set", "comm.timeout=500ms"}},
   };
   return cases;
 }
@@ -424,6 +495,59 @@ TEST(Config, MutatedConfigsFailCleanly) {
     }
   }
   EXPECT_GT(errors, 100);  // the mutations really do break configs
+}
+
+// A config path must be a regular file of at most 1 MiB: a directory, a device or a FIFO
+// (which would block, or never end) is refused before anything is read.
+void expectFileRefused(const std::string& path, const std::string& detail) {
+  std::ostringstream out, err;
+  EXPECT_EQ(runCli({"validate", path}, out, err), kExitBadInput) << path;
+  const std::string message = err.str();
+  EXPECT_EQ(message.rfind("error: " + path + ": ", 0), 0u) << message;
+  EXPECT_NE(message.find(detail), std::string::npos) << message;
+  EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 1) << "one line: " << message;
+  EXPECT_EQ(out.str(), "");
+}
+
+TEST(Config, DirectoriesAndDevicesAreNotConfigs) {
+  test::TempDir dir;
+  expectFileRefused(dir.path().string(), "not a regular file (a directory)");
+  expectFileRefused("/dev/null", "not a regular file (a device)");
+}
+
+TEST(Config, FifosAndEndlessDevicesAreRefusedWithoutReading) {
+  test::TempDir dir;
+  const std::string fifo = (dir.path() / "exp.yaml").string();
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  expectFileRefused(fifo, "not a regular file (a FIFO)");
+  expectFileRefused("/dev/zero", "not a regular file (a device)");
+}
+
+TEST(Config, OversizedConfigsAreRefused) {
+  test::TempDir dir;
+  // A valid config followed by 1 MiB of comments.
+  const std::string big = dir.write("big.yaml", std::string(kGood) + std::string(1 << 20, '#'));
+  expectFileRefused(big, "larger than the 1 MiB a config may have");
+  const std::string fits =
+      dir.write("fits.yaml", std::string(kGood) + "#" + std::string(4096, 'x'));
+  std::ostringstream out, err;
+  EXPECT_EQ(runCli({"validate", fits}, out, err), kExitOk) << err.str();
+}
+
+TEST(Config, PlainRunNamesAndAnyOutDir) {
+  Config c = parseConfig(kGood, "good.yaml", {{"run.name=my-run_2.b"}});
+  EXPECT_EQ(c.run.out_dir, "runs/my-run_2.b");
+  // out_dir is the user's explicit choice: any path.
+  Config d = parseConfig(kGood, "good.yaml", {{"run.out_dir=../elsewhere/x"}});
+  EXPECT_EQ(d.run.out_dir, "../elsewhere/x");
+  EXPECT_THROW(parseConfig(kGood, "good.yaml", {{"run.name=..", "run.out_dir=/tmp/x"}}),
+               ConfigError);
+  EXPECT_THROW(parseConfig(kGood, "good.yaml", {{"run.name="}}), ConfigError);
+}
+
+TEST(Config, TrailingEmptyDocumentIsHarmless) {
+  Config c = parseConfig(std::string(kGood) + "---\n# nothing\n", "good.yaml");
+  EXPECT_EQ(c.run.steps, 1000);
 }
 
 TEST(Config, ClosestMatch) {
