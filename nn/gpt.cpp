@@ -45,16 +45,27 @@ Gpt::Gpt(const GptShape& shape, Device device, int64_t pad_multiple, Precision p
     params_.add(blockName(l, "fc_proj.b"), {C}, grp, false, Init::Zeros);
   }
   params_.finalize(device, pad_multiple);
+  auto at = [&](const std::string& name) { return params_.info(name).offset; };
+  wte_ = at("wte");
+  wpe_ = at("wpe");
+  lnf_w_ = at("lnf.w");
+  lnf_b_ = at("lnf.b");
+  for (int64_t l = 0; l < L; ++l) {
+    auto b = [&](const char* what) { return at(blockName(l, what)); };
+    blocks_.push_back({b("ln1.w"), b("ln1.b"), b("attn.w"), b("attn.b"), b("attn_proj.w"),
+                       b("attn_proj.b"), b("ln2.w"), b("ln2.b"), b("fc.w"), b("fc.b"),
+                       b("fc_proj.w"), b("fc_proj.b")});
+  }
   if (precision_ == Precision::Bf16)
     params_bf16_ = std::make_unique<Storage>(device, params_.size() * sizeof(Bf16));
 }
 
 template <class T>
-T* Gpt::pAs(const std::string& name) const {
+T* Gpt::pAs(int64_t offset) const {
   if constexpr (std::is_same_v<T, float>) {
-    return p(name);
+    return p(offset);
   } else {
-    return static_cast<Bf16*>(params_bf16_->data()) + params_.info(name).offset;
+    return static_cast<Bf16*>(params_bf16_->data()) + offset;
   }
 }
 
@@ -145,31 +156,32 @@ float Gpt::forwardAs(const Stream& s, const Batch& batch) {
   }
 
   needParams(s, kEmbeddingGroup);  // wte and wpe now; lnf and the tied head come last
-  embeddingForward(s, a[encoded_], tokens, p("wte"), p("wpe"), B, T_, C);
+  embeddingForward(s, a[encoded_], tokens, p(wte_), p(wpe_), B, T_, C);
   const float* x = a[encoded_];
   for (int64_t l = 0; l < shape_.n_layer; ++l) {
     const Layer& y = layers_[l];
-    auto w = [&](const char* what) { return pAs<T>(blockName(l, what)); };
-    auto w32 = [&](const char* what) { return p(blockName(l, what)); };
+    const BlockOffsets& o = blocks_[l];
     needParams(s, static_cast<int>(l));
-    layerNormForward(s, a.as<T>(y.ln1), a[y.ln1_mean], a[y.ln1_rstd], x, w32("ln1.w"), w32("ln1.b"),
-                     N, C);
-    linearForward(s, a.as<T>(y.qkv), a.as<T>(y.ln1), w("attn.w"), w("attn.b"), N, C, 3 * C, tf32);
+    layerNormForward(s, a.as<T>(y.ln1), a[y.ln1_mean], a[y.ln1_rstd], x, p(o.ln1_w), p(o.ln1_b), N,
+                     C);
+    linearForward(s, a.as<T>(y.qkv), a.as<T>(y.ln1), pAs<T>(o.attn_w), pAs<T>(o.attn_b), N, C,
+                  3 * C, tf32);
     attentionForward(s, a.as<T>(y.atty), a[y.lse], a.as<T>(y.qkv), B, T_, H, hd, tf32);
-    linearForward(s, a[y.res_att], a.as<T>(y.atty), w("attn_proj.w"), w32("attn_proj.b"), N, C, C,
-                  tf32);
-    accumulate(s, a[y.res_att], x, N * C);
-    layerNormForward(s, a.as<T>(y.ln2), a[y.ln2_mean], a[y.ln2_rstd], a[y.res_att], w32("ln2.w"),
-                     w32("ln2.b"), N, C);
-    linearForward(s, a.as<T>(y.fch), a.as<T>(y.ln2), w("fc.w"), w("fc.b"), N, C, 4 * C, tf32);
-    geluForward(s, a.as<T>(y.fch_gelu), a.as<T>(y.fch), N * 4 * C);
-    linearForward(s, a[y.res_mlp], a.as<T>(y.fch_gelu), w("fc_proj.w"), w32("fc_proj.b"), N, 4 * C,
+    linearForward(s, a[y.res_att], a.as<T>(y.atty), pAs<T>(o.attn_proj_w), p(o.attn_proj_b), N, C,
                   C, tf32);
+    accumulate(s, a[y.res_att], x, N * C);
+    layerNormForward(s, a.as<T>(y.ln2), a[y.ln2_mean], a[y.ln2_rstd], a[y.res_att], p(o.ln2_w),
+                     p(o.ln2_b), N, C);
+    linearForward(s, a.as<T>(y.fch), a.as<T>(y.ln2), pAs<T>(o.fc_w), pAs<T>(o.fc_b), N, C, 4 * C,
+                  tf32);
+    geluForward(s, a.as<T>(y.fch_gelu), a.as<T>(y.fch), N * 4 * C);
+    linearForward(s, a[y.res_mlp], a.as<T>(y.fch_gelu), pAs<T>(o.fc_proj_w), p(o.fc_proj_b), N,
+                  4 * C, C, tf32);
     accumulate(s, a[y.res_mlp], a[y.res_att], N * C);
     x = a[y.res_mlp];
   }
-  layerNormForward(s, a.as<T>(lnf_), a[lnf_mean_], a[lnf_rstd_], x, p("lnf.w"), p("lnf.b"), N, C);
-  linearForward(s, a[logits_], a.as<T>(lnf_), pAs<T>("wte"), static_cast<const float*>(nullptr), N,
+  layerNormForward(s, a.as<T>(lnf_), a[lnf_mean_], a[lnf_rstd_], x, p(lnf_w_), p(lnf_b_), N, C);
+  linearForward(s, a[logits_], a.as<T>(lnf_), pAs<T>(wte_), static_cast<const float*>(nullptr), N,
                 C, Vp, tf32);
   if (!has_targets_) return 0.0f;
   crossEntropyForward(s, a[losses_], a[ce_lse_], a[logits_], targets, N, V, Vp);
@@ -195,38 +207,36 @@ void Gpt::backwardAs(const Stream& s) {
 
   crossEntropyBackward(s, a.as<T>(dlogits_), a[logits_], a[ce_lse_], targets, N, V, Vp,
                        1.0f / static_cast<float>(N));
-  linearBackward(s, dbtc, g("wte"), nullptr, a.as<T>(dlogits_), a.as<T>(lnf_), pAs<T>("wte"), N, C,
+  linearBackward(s, dbtc, g(wte_), nullptr, a.as<T>(dlogits_), a.as<T>(lnf_), pAs<T>(wte_), N, C,
                  Vp, false, tf32);
   const float* last = shape_.n_layer > 0 ? a[layers_.back().res_mlp] : a[encoded_];
   zero(s, dres, N * C);
-  layerNormBackward(s, dres, g("lnf.w"), g("lnf.b"), dbtc, last, p("lnf.w"), a[lnf_mean_],
+  layerNormBackward(s, dres, g(lnf_w_), g(lnf_b_), dbtc, last, p(lnf_w_), a[lnf_mean_],
                     a[lnf_rstd_], N, C);
   for (int64_t l = shape_.n_layer - 1; l >= 0; --l) {
     const Layer& y = layers_[l];
     const float* x = l == 0 ? a[encoded_] : a[layers_[l - 1].res_mlp];
-    auto w = [&](const char* what) { return pAs<T>(blockName(l, what)); };
-    auto w32 = [&](const char* what) { return p(blockName(l, what)); };
-    auto dw = [&](const char* what) { return g(blockName(l, what)); };
+    const BlockOffsets& o = blocks_[l];
     // x_mlp = res_att + fc_proj(gelu(fc(LN2(res_att))))
-    linearBackward(s, a.as<T>(dfch_), dw("fc_proj.w"), dw("fc_proj.b"), residualGradAct(),
-                   a.as<T>(y.fch_gelu), w("fc_proj.w"), N, 4 * C, C, false, tf32);
+    linearBackward(s, a.as<T>(dfch_), g(o.fc_proj_w), g(o.fc_proj_b), residualGradAct(),
+                   a.as<T>(y.fch_gelu), pAs<T>(o.fc_proj_w), N, 4 * C, C, false, tf32);
     geluBackward(s, a.as<T>(dfch_), a.as<T>(y.fch), a.as<T>(dfch_), N * 4 * C);
-    linearBackward(s, dbtc, dw("fc.w"), dw("fc.b"), a.as<T>(dfch_), a.as<T>(y.ln2), w("fc.w"), N, C,
-                   4 * C, false, tf32);
-    layerNormBackward(s, dres, dw("ln2.w"), dw("ln2.b"), dbtc, a[y.res_att], w32("ln2.w"),
+    linearBackward(s, dbtc, g(o.fc_w), g(o.fc_b), a.as<T>(dfch_), a.as<T>(y.ln2), pAs<T>(o.fc_w), N,
+                   C, 4 * C, false, tf32);
+    layerNormBackward(s, dres, g(o.ln2_w), g(o.ln2_b), dbtc, a[y.res_att], p(o.ln2_w),
                       a[y.ln2_mean], a[y.ln2_rstd], N, C);
     // res_att = x + attn_proj(attention(attn(LN1(x))))
-    linearBackward(s, a.as<T>(datty_), dw("attn_proj.w"), dw("attn_proj.b"), residualGradAct(),
-                   a.as<T>(y.atty), w("attn_proj.w"), N, C, C, false, tf32);
+    linearBackward(s, a.as<T>(datty_), g(o.attn_proj_w), g(o.attn_proj_b), residualGradAct(),
+                   a.as<T>(y.atty), pAs<T>(o.attn_proj_w), N, C, C, false, tf32);
     attentionBackward(s, a.as<T>(dqkv_), a.as<T>(datty_), a.as<T>(y.qkv), a.as<T>(y.atty), a[y.lse],
                       B, T_, H, hd, tf32);
-    linearBackward(s, dbtc, dw("attn.w"), dw("attn.b"), a.as<T>(dqkv_), a.as<T>(y.ln1), w("attn.w"),
-                   N, C, 3 * C, false, tf32);
-    layerNormBackward(s, dres, dw("ln1.w"), dw("ln1.b"), dbtc, x, w32("ln1.w"), a[y.ln1_mean],
+    linearBackward(s, dbtc, g(o.attn_w), g(o.attn_b), a.as<T>(dqkv_), a.as<T>(y.ln1),
+                   pAs<T>(o.attn_w), N, C, 3 * C, false, tf32);
+    layerNormBackward(s, dres, g(o.ln1_w), g(o.ln1_b), dbtc, x, p(o.ln1_w), a[y.ln1_mean],
                       a[y.ln1_rstd], N, C);
     gradsReady(static_cast<int>(l));
   }
-  embeddingBackward(s, g("wte"), g("wpe"), dres, token_rows_, B, T_, C);
+  embeddingBackward(s, g(wte_), g(wpe_), dres, token_rows_, B, T_, C);
   gradsReady(kEmbeddingGroup);  // wte (tied head), wpe and lnf are complete only now
 }
 

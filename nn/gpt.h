@@ -47,6 +47,12 @@ class Gpt : public Model {
   runtime::Precision precision() const { return precision_; }
 
  private:
+  // Where each tensor of a block starts in the flat buffers (params, grads and the bf16 copy
+  // share the layout): resolved once at construction, so a step does no name lookups.
+  struct BlockOffsets {
+    int64_t ln1_w, ln1_b, attn_w, attn_b, attn_proj_w, attn_proj_b, ln2_w, ln2_b, fc_w, fc_b,
+        fc_proj_w, fc_proj_b;
+  };
   struct Layer {
     int ln1, ln1_mean, ln1_rstd, qkv, atty, lse, res_att, ln2, ln2_mean, ln2_rstd, fch, fch_gelu,
         res_mlp;
@@ -59,11 +65,11 @@ class Gpt : public Model {
   void ensureActivations(int64_t B, int64_t T_, const runtime::Stream& stream);
   // Signals the params-needed hook, then (bf16) rounds the group into the bf16 copy.
   void needParams(const runtime::Stream& stream, int group);
-  float* p(const std::string& name) const { return params_.param(name); }
-  float* g(const std::string& name) const { return params_.grad(name); }
+  float* p(int64_t offset) const { return params_.params().data<float>() + offset; }
+  float* g(int64_t offset) const { return params_.grads().data<float>() + offset; }
   // A parameter as the GEMMs read it: the f32 master, or its bf16 copy.
   template <class T>
-  T* pAs(const std::string& name) const;
+  T* pAs(int64_t offset) const;
 
   GptShape shape_;
   runtime::Precision precision_;
@@ -78,6 +84,8 @@ class Gpt : public Model {
   // Gradient buffers; in f32 the *_act ones are the same buffers as their f32 twins.
   int dres_ = 0, dres_act_ = 0, dbtc_ = 0, datty_ = 0, dqkv_ = 0, dfch_ = 0, dlogits_ = 0;
   std::vector<Layer> layers_;
+  std::vector<BlockOffsets> blocks_;
+  int64_t wte_ = 0, wpe_ = 0, lnf_w_ = 0, lnf_b_ = 0;
 };
 
 }  // namespace lowband::nn

@@ -31,6 +31,9 @@ Mlp::Mlp(const MlpShape& shape, Device device, int64_t pad_multiple, bool tf32)
               Init::Normal, 1.0f / std::sqrt(static_cast<float>(width(last))));
   params_.add(layerName(last, "b"), {shape_.classes}, static_cast<int>(last), false, Init::Zeros);
   params_.finalize(device, pad_multiple);
+  for (std::size_t i = 0; i <= last; ++i)  // resolved once: a step does no name lookups
+    layers_.push_back(
+        {params_.info(layerName(i, "w")).offset, params_.info(layerName(i, "b")).offset});
 }
 
 int64_t Mlp::width(std::size_t i) const {
@@ -76,8 +79,9 @@ float Mlp::forward(const Stream& s, const Batch& batch) {
   const float* h = a[input_];
   for (std::size_t i = 0; i < layers; ++i) {
     paramsNeeded(static_cast<int>(i));
-    linearForward(s, a[pre_[i]], h, params_.param(layerName(i, "w")),
-                  params_.param(layerName(i, "b")), N, width(i), width(i + 1), tf32_);
+    float* p = params_.params().data<float>();
+    linearForward(s, a[pre_[i]], h, p + layers_[i].w, p + layers_[i].b, N, width(i), width(i + 1),
+                  tf32_);
     if (i + 1 < layers) {
       if (shape_.activation == MlpActivation::Relu)
         reluForward(s, a[post_[i]], a[pre_[i]], N * width(i + 1));
@@ -106,8 +110,10 @@ void Mlp::backward(const Stream& s) {
   for (std::size_t i = pre_.size(); i-- > 0;) {
     const float* in = i == 0 ? a[input_] : a[post_[i - 1]];
     float* din = i == 0 ? nullptr : dcur;  // no gradient for the input images
-    linearBackward(s, din, params_.grad(layerName(i, "w")), params_.grad(layerName(i, "b")), dout,
-                   in, params_.param(layerName(i, "w")), N, width(i), width(i + 1), false, tf32_);
+    float* p = params_.params().data<float>();
+    float* g = params_.grads().data<float>();
+    linearBackward(s, din, g + layers_[i].w, g + layers_[i].b, dout, in, p + layers_[i].w, N,
+                   width(i), width(i + 1), false, tf32_);
     gradsReady(static_cast<int>(i));
     if (i == 0) break;
     if (shape_.activation == MlpActivation::Relu)

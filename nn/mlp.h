@@ -39,6 +39,10 @@ class Mlp : public Model {
 
   MlpShape shape_;
   bool tf32_ = false;
+  struct LayerOffsets {
+    int64_t w, b;  // in the flat buffers
+  };
+  std::vector<LayerOffsets> layers_;
   ParamStore params_;
   int64_t N_ = 0;
   bool has_targets_ = false;
