@@ -1,8 +1,12 @@
 // Collective error agreement for steps that may fail on some ranks only (set-up, checkpoints).
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <exception>
 #include <string>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "launcher/config.h"
@@ -36,6 +40,20 @@ void agreeOn(comm::Communicator& world, F&& step) {
   if (failed > 0)
     throw ConfigError("failed on " + std::to_string(static_cast<int>(failed)) +
                       " other rank(s); see that rank's error");
+}
+
+// Every rank's `own` (up to 127 bytes), in rank order: what every rank learns of the others (a
+// host name and pid, why a checkpoint failed its checks there). Collective over `world`.
+inline std::vector<std::string> gatherText(comm::Communicator& world, const std::string& own) {
+  constexpr std::size_t kBytes = 128;
+  std::vector<uint8_t> mine(kBytes, 0), all(kBytes * static_cast<std::size_t>(world.size()));
+  std::memcpy(mine.data(), own.data(), std::min(own.size(), kBytes - 1));
+  world.allGatherBytesAsync(mine.data(), all.data(), static_cast<int64_t>(kBytes))->wait();
+  std::vector<std::string> out;
+  for (int r = 0; r < world.size(); ++r)
+    out.emplace_back(
+        reinterpret_cast<const char*>(all.data() + kBytes * static_cast<std::size_t>(r)));
+  return out;
 }
 
 }  // namespace lowband::launcher

@@ -14,7 +14,6 @@
 #include <utility>
 
 #include "launcher/agree.h"
-#include "launcher/setup.h"
 #include "launcher/units.h"
 
 namespace lowband::launcher {

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <type_traits>
 
@@ -810,6 +812,51 @@ std::vector<std::string> splitKeyPath(const std::string& key) {
   }
 }
 
+namespace {
+// Whether a YAML document holds anything but a null, and where that starts.
+struct ContentMark : YAML::EventHandler {
+  bool content = false;
+  YAML::Mark mark;
+  void note(const YAML::Mark& m) {
+    if (!content) mark = m;
+    content = true;
+  }
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { note(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    note(m);
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    note(m);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    note(m);
+  }
+  void OnMapEnd() override {}
+};
+
+// The first YAML document of `text`; *second gets where a second document with content starts
+// (false when there is none, or only an empty one after a trailing `---`). YAML::Load alone
+// would drop later documents without a word; the parser is asked for two documents at most
+// (yaml-cpp's LoadAll loops forever on some malformed input). Throws YAML::Exception.
+YAML::Node loadOneDocument(const std::string& text, std::optional<YAML::Mark>* second) {
+  YAML::Node root = YAML::Load(text);
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  ContentMark first, next;
+  second->reset();
+  if (parser.HandleNextDocument(first) && parser.HandleNextDocument(next) && next.content)
+    *second = next.mark;
+  return root;
+}
+}  // namespace
+
 void applyOverride(YAML::Node& root, const std::string& text, Context& ctx,
                    const std::string& file) {
   auto bad = [&](const std::string& what) -> ConfigError {
@@ -820,9 +867,9 @@ void applyOverride(YAML::Node& root, const std::string& text, Context& ctx,
   const std::string key = text.substr(0, eq);
   YAML::Node value;
   try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(text.substr(eq + 1));
-    if (docs.size() > 1) throw bad("the value is more than one YAML document");
-    if (!docs.empty()) value = docs[0];
+    std::optional<YAML::Mark> second;
+    value = loadOneDocument(text.substr(eq + 1), &second);
+    if (second) throw bad("the value is more than one YAML document");
   } catch (const YAML::Exception& e) {
     throw bad("the value is not valid YAML: " + e.msg);
   }
@@ -1112,23 +1159,28 @@ Config parseConfig(const std::string& yaml, const std::string& source, const Loa
   config.source = source;
   Context ctx(source, config);
   YAML::Node root;
-  std::vector<YAML::Node> docs;
+  // yaml-cpp stops reading at a NUL byte and would report the rest as missing.
+  if (const std::size_t nul = yaml.find('\0'); nul != std::string::npos) {
+    const std::size_t line_start = yaml.rfind('\n', nul);
+    const auto line =
+        std::count(yaml.begin(), yaml.begin() + static_cast<std::ptrdiff_t>(nul), '\n');
+    throw ConfigError(
+        source + ":" + std::to_string(line + 1) + ":" +
+        std::to_string(nul - (line_start == std::string::npos ? 0 : line_start + 1) + 1) +
+        ": a NUL byte; a config is YAML text");
+  }
+  std::optional<YAML::Mark> second;
   try {
-    docs = YAML::LoadAll(yaml);
+    root = loadOneDocument(yaml, &second);
   } catch (const YAML::Exception& e) {
     throw ConfigError(source + ":" + std::to_string(e.mark.line + 1) + ":" +
                       std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
   }
-  // YAML::Load would read the first document and drop the rest without a word.
-  for (std::size_t i = 1; i < docs.size(); ++i) {
-    if (docs[i].IsNull()) continue;  // a trailing `---` with nothing after it
-    const YAML::Mark m = docs[i].Mark();
-    throw ConfigError(source + ":" + std::to_string(m.line + 1) + ":" +
-                      std::to_string(m.column + 1) +
+  if (second)
+    throw ConfigError(source + ":" + std::to_string(second->line + 1) + ":" +
+                      std::to_string(second->column + 1) +
                       ": a second YAML document starts here, but a config is one document "
                       "(remove the '---' before it, or put it in a file of its own)");
-  }
-  if (!docs.empty()) root = docs[0];
   if (root.IsNull() && options.overrides.empty())
     throw ConfigError(source + ": the config is empty (expected a map with run, model, data, ...)");
   for (const std::string& o : options.overrides) applyOverride(root, o, ctx, source);

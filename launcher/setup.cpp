@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "launcher/agree.h"
 #include "nn/gpt.h"
 #include "nn/mlp.h"
 #include "runtime/nn_ops.h"
@@ -203,18 +204,6 @@ std::string machineName() {
   char buf[256] = {};
   gethostname(buf, sizeof buf - 1);
   return buf;
-}
-
-std::vector<std::string> gatherText(comm::Communicator& world, const std::string& own) {
-  constexpr std::size_t kBytes = 128;  // a host name (<= 64) and a pid, with room to spare
-  std::vector<uint8_t> mine(kBytes, 0), all(kBytes * static_cast<std::size_t>(world.size()));
-  std::memcpy(mine.data(), own.data(), std::min(own.size(), kBytes - 1));
-  world.allGatherBytesAsync(mine.data(), all.data(), static_cast<int64_t>(kBytes))->wait();
-  std::vector<std::string> out;
-  for (int r = 0; r < world.size(); ++r)
-    out.emplace_back(
-        reinterpret_cast<const char*>(all.data() + kBytes * static_cast<std::size_t>(r)));
-  return out;
 }
 
 std::string blockHostName(int64_t rank, int64_t ranks_per_host) {

@@ -44,8 +44,6 @@ std::vector<comm::TierSpec> slowestTierSpecs(const Config& c,
 std::vector<std::string> classOfRank(const comm::Islands& islands);
 // This machine's host name.
 std::string machineName();
-// Every rank's `own` (up to 127 bytes), in rank order. Collective over `world`.
-std::vector<std::string> gatherText(comm::Communicator& world, const std::string& own);
 // "host<N>": the name of a rank's host when hosts are blocks of `ranks_per_host` ranks.
 std::string blockHostName(int64_t rank, int64_t ranks_per_host);
 // Each rank's host name as the topology.hosts rules see it: host<N> for blocks of

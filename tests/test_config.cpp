@@ -331,6 +331,19 @@ TEST_P(BadConfigTest, ExitsOneWithKeyPathAndLine) {
 INSTANTIATE_TEST_SUITE_P(Config, BadConfigTest, ::testing::ValuesIn(badConfigs()),
                          [](const auto& info) { return std::string(info.param.name); });
 
+// yaml-cpp stops at a NUL byte (the fuzzer's input read as an empty config, and made LoadAll
+// loop forever): refused where it is.
+TEST(Config, NulBytesAreRefusedWhereTheyAre) {
+  const std::string text = std::string("run: {steps: 10}\nmodel: {kind: gpt}\ndata: {tr") + '\0' +
+                           "ain: a}\n---\nx: 1\n";
+  try {
+    parseConfig(text, "nul.yaml");
+    FAIL() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "nul.yaml:3:10: a NUL byte; a config is YAML text");
+  }
+}
+
 TEST(Config, AtLeastThirtyBadConfigsAreCovered) { EXPECT_GE(badConfigs().size(), 30u); }
 
 TEST(Config, DefaultsAndResolvedValues) {
