@@ -26,10 +26,6 @@ int64_t ModelConfig::layers() const {
   return kind == ModelKind::Gpt ? n_layer : static_cast<int64_t>(hidden.size()) + 1;
 }
 
-int64_t OuterSyncConfig::resolvedFragments(const ModelConfig& model) const {
-  if (!fragments.isAuto()) return fragments.count;
-  return std::max<int64_t>(1, (model.layers() + 2) / 3);  // about 3 blocks per fragment
-}
 
 // ------------------------------------------------------------------------------------------
 // Suggestions

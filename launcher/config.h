@@ -15,6 +15,7 @@
 #include "launcher/units.h"
 #include "runtime/device.h"
 #include "runtime/precision.h"
+#include "schedules/settings.h"
 
 namespace lowband::launcher {
 
@@ -31,6 +32,12 @@ struct EnumNames;
   struct EnumNames<E> {                                          \
     static constexpr const char* const values[] = {__VA_ARGS__}; \
   }
+// An enum whose names its own header keeps (the method enums, the codecs).
+#define LB_ENUM_NAMES_FROM(E, array)             \
+  template <>                                    \
+  struct EnumNames<E> {                          \
+    static constexpr const auto& values = array; \
+  }
 
 template <class E>
 const char* enumName(E e) {
@@ -43,14 +50,21 @@ enum class OptimizerKind { AdamW, Sgd };
 enum class LrSchedule { Cosine, Linear, Constant };
 enum class NicClass { Shm, Nvlink, Pcie, Infiniband, Ethernet, Wan };
 enum class CommBackend { Auto, Mpi, Nccl, Local };
-enum class InnerMethod { Ddp, Zero1, Zero2 };
-enum class OuterMethod { None, Ddp, LocalSgd, Diloco, StreamingDiloco, Co2 };
-enum class FragmentPattern { Strided, Sequential };
-enum class EmbeddingPlacement { First, Own };
-enum class CodecKind { None, Bf16, Fp8, Int8, Fp4, Int4, Topk };
-enum class OuterOptimizerKind { Nesterov, Sgd, Average };
-enum class GapPenalty { Gap, Constant, None };
-enum class ClipMode { Off, Value, Norm };
+// The synchronisation settings are the schedules' own types (schedules/settings.h).
+using schedules::ClipMode;
+using schedules::EmbeddingPlacement;
+using schedules::FragmentCount;
+using schedules::FragmentPattern;
+using schedules::GapPenalty;
+using schedules::InnerMethod;
+using schedules::OuterMethod;
+using schedules::ShardPlacement;
+using CodecKind = runtime::Codec;
+using OuterOptimizerKind = schedules::OuterOptimizer;
+using InnerSyncConfig = schedules::InnerConfig;
+using OuterSyncConfig = schedules::OuterConfig;
+using schedules::ClipConfig;
+using schedules::OuterOptimizerConfig;
 
 LB_ENUM_NAMES(runtime::DeviceMode, "auto", "cpu", "cuda");
 LB_ENUM_NAMES(runtime::Precision, "fp32", "tf32", "bf16");
@@ -60,27 +74,20 @@ LB_ENUM_NAMES(OptimizerKind, "adamw", "sgd");
 LB_ENUM_NAMES(LrSchedule, "cosine", "linear", "constant");
 LB_ENUM_NAMES(NicClass, "shm", "nvlink", "pcie", "infiniband", "ethernet", "wan");
 LB_ENUM_NAMES(CommBackend, "auto", "mpi", "nccl", "local");
-LB_ENUM_NAMES(InnerMethod, "ddp", "zero1", "zero2");
-LB_ENUM_NAMES(OuterMethod, "none", "ddp", "local_sgd", "diloco", "streaming_diloco", "co2");
-LB_ENUM_NAMES(FragmentPattern, "strided", "sequential");
-LB_ENUM_NAMES(EmbeddingPlacement, "first", "own");
-LB_ENUM_NAMES(CodecKind, "none", "bf16", "fp8", "int8", "fp4", "int4", "topk");
-LB_ENUM_NAMES(OuterOptimizerKind, "nesterov", "sgd", "average");
-LB_ENUM_NAMES(GapPenalty, "gap", "constant", "none");
-LB_ENUM_NAMES(ClipMode, "off", "value", "norm");
+LB_ENUM_NAMES_FROM(InnerMethod, schedules::kInnerMethodNames);
+LB_ENUM_NAMES_FROM(OuterMethod, schedules::kOuterMethodNames);
+LB_ENUM_NAMES_FROM(FragmentPattern, schedules::kFragmentPatternNames);
+LB_ENUM_NAMES_FROM(EmbeddingPlacement, schedules::kEmbeddingPlacementNames);
+LB_ENUM_NAMES_FROM(CodecKind, runtime::kCodecNames);
+LB_ENUM_NAMES_FROM(OuterOptimizerKind, schedules::kOuterOptimizerNames);
+LB_ENUM_NAMES_FROM(GapPenalty, schedules::kGapPenaltyNames);
+LB_ENUM_NAMES_FROM(ClipMode, schedules::kClipModeNames);
 
 // `size: rest` (0) or a rank count.
 struct TierSize {
   int64_t ranks = 0;
   bool isRest() const { return ranks == 0; }
   bool operator==(const TierSize&) const = default;
-};
-
-// `fragments: auto` (0: about 3 transformer blocks per fragment) or a count.
-struct FragmentCount {
-  int64_t count = 0;
-  bool isAuto() const { return count == 0; }
-  bool operator==(const FragmentCount&) const = default;
 };
 
 struct RunConfig {
@@ -170,53 +177,6 @@ struct CommConfig {
   CommBackend backend = CommBackend::Auto;
   Duration timeout{300};
   ByteSize bucket{25'000'000};
-};
-
-struct ShardPlacement {
-  std::string optimizer = "replica";  // a tier name or `replica`
-  std::string grads = "replica";
-  std::string secondary_params;  // empty: none (ZeRO++ hpZ keeps one inside a tier)
-};
-
-struct InnerSyncConfig {
-  InnerMethod method = InnerMethod::Ddp;
-  ShardPlacement shard;
-  std::map<std::string, CodecKind> codec;  // per tier name; missing tiers exchange f32
-  bool error_feedback = false;
-};
-
-struct OuterOptimizerConfig {
-  OuterOptimizerKind kind = OuterOptimizerKind::Nesterov;
-  double lr = 0.7;
-  double momentum = 0.9;  // CO2's beta
-};
-
-struct ClipConfig {
-  ClipMode mode = ClipMode::Off;
-  double threshold = 1.0;
-};
-
-struct OuterSyncConfig {
-  OuterMethod method = OuterMethod::Ddp;
-  std::string tier;  // default: the outermost tier
-  int64_t H = 100;
-  FragmentCount fragments;
-  FragmentPattern pattern = FragmentPattern::Strided;
-  EmbeddingPlacement embeddings = EmbeddingPlacement::First;
-  int64_t overlap = 0;  // default 1 for streaming_diloco
-  std::vector<int64_t> overlap_per_replica;
-  double alpha = 0.5;
-  CodecKind codec = CodecKind::None;  // default fp4 for streaming_diloco
-  int64_t codec_block = 64;
-  double topk_ratio = 0.01;
-  bool error_feedback = false;
-  OuterOptimizerConfig optimizer;
-  GapPenalty penalty = GapPenalty::Gap;
-  double penalty_divisor = 2.0;
-  double penalty_eps = 1e-8;
-  ClipConfig clip;
-
-  int64_t resolvedFragments(const ModelConfig& model) const;
 };
 
 struct PlanConfig {

@@ -105,28 +105,14 @@ nn::OptimizerSettings optimizerSettings(const Config& c) {
   return s;
 }
 
-// The config's enums and the schedules' (and the codec's) list the same values in the same
-// order, so syncSettings converts by value; these fail to compile if one of them changes.
-static_assert(static_cast<int>(InnerMethod::Zero2) ==
-              static_cast<int>(schedules::InnerMethod::Zero2));
-static_assert(static_cast<int>(OuterMethod::Co2) == static_cast<int>(schedules::OuterMethod::Co2) &&
-              static_cast<int>(OuterMethod::LocalSgd) ==
-                  static_cast<int>(schedules::OuterMethod::LocalSgd));
-static_assert(static_cast<int>(OuterOptimizerKind::Average) ==
-              static_cast<int>(schedules::OuterOptimizer::Average));
-static_assert(static_cast<int>(GapPenalty::None) == static_cast<int>(schedules::GapPenalty::None));
-static_assert(static_cast<int>(ClipMode::Norm) == static_cast<int>(schedules::ClipMode::Norm));
-static_assert(static_cast<int>(CodecKind::Topk) == static_cast<int>(runtime::Codec::Topk) &&
-              static_cast<int>(CodecKind::Fp4) == static_cast<int>(runtime::Codec::Fp4));
-
 schedules::SyncSettings syncSettings(const Config& c, int replica) {
   const OuterSyncConfig& o = c.sync.outer;
   schedules::SyncSettings s;
-  s.inner = static_cast<schedules::InnerMethod>(static_cast<int>(c.sync.inner.method));
+  s.inner = c.sync.inner.method;
   auto tierOf = [&](const std::string& v) { return v == "replica" ? -1 : tierIndex(c, v); };
   s.shard_optimizer_tier = tierOf(c.sync.inner.shard.optimizer);
   s.shard_grads_tier = tierOf(c.sync.inner.shard.grads);
-  s.method = static_cast<schedules::OuterMethod>(static_cast<int>(o.method));
+  s.method = o.method;
   s.bucket_bytes = static_cast<int64_t>(c.comm.bucket.bytes);
   s.H = o.H;
   s.fragments = o.method == OuterMethod::StreamingDiloco ? o.resolvedFragments(c.model) : 1;
@@ -134,15 +120,15 @@ schedules::SyncSettings syncSettings(const Config& c, int replica) {
   s.embeddings_own = o.embeddings == EmbeddingPlacement::Own;
   s.overlap = o.overlap_per_replica.empty() ? o.overlap : o.overlap_per_replica.at(replica);
   s.alpha = o.alpha;
-  s.codec = {static_cast<runtime::Codec>(static_cast<int>(o.codec)), o.codec_block, o.topk_ratio};
+  s.codec = {o.codec, o.codec_block, o.topk_ratio};
   s.error_feedback = o.error_feedback;
-  s.optimizer = static_cast<schedules::OuterOptimizer>(static_cast<int>(o.optimizer.kind));
+  s.optimizer = o.optimizer.kind;
   s.lr = o.optimizer.lr;
   s.momentum = o.optimizer.momentum;
-  s.penalty = static_cast<schedules::GapPenalty>(static_cast<int>(o.penalty));
+  s.penalty = o.penalty;
   s.penalty_divisor = o.penalty_divisor;
   s.penalty_eps = o.penalty_eps;
-  s.clip = static_cast<schedules::ClipMode>(static_cast<int>(o.clip.mode));
+  s.clip = o.clip.mode;
   s.clip_threshold = o.clip.threshold;
   return s;
 }
@@ -270,8 +256,7 @@ std::map<int, runtime::CodecSpec> innerCodecs(const Config& c) {
   for (const auto& [tier, codec] : c.sync.inner.codec)
     for (std::size_t i = 0; i < c.topology.tiers.size(); ++i)
       if (c.topology.tiers[i].name == tier)
-        out[static_cast<int>(i)] = {static_cast<runtime::Codec>(static_cast<int>(codec)),
-                                    c.sync.outer.codec_block, c.sync.outer.topk_ratio};
+        out[static_cast<int>(i)] = {codec, c.sync.outer.codec_block, c.sync.outer.topk_ratio};
   return out;
 }
 

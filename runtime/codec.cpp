@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <numeric>
 #include <vector>
 
@@ -115,23 +116,8 @@ void decodeTopk(const Stream& s, const CodecSpec& spec, const uint8_t* payload, 
 }  // namespace
 
 const char* codecName(Codec codec) {
-  switch (codec) {
-    case Codec::None:
-      return "none";
-    case Codec::Bf16:
-      return "bf16";
-    case Codec::Fp8:
-      return "fp8";
-    case Codec::Int8:
-      return "int8";
-    case Codec::Fp4:
-      return "fp4";
-    case Codec::Int4:
-      return "int4";
-    case Codec::Topk:
-      return "topk";
-  }
-  return "?";
+  const auto i = static_cast<std::size_t>(codec);
+  return i < std::size(kCodecNames) ? kCodecNames[i] : "?";
 }
 
 std::size_t encodedBytes(const CodecSpec& s, int64_t n) {

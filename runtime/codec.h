@@ -33,6 +33,8 @@ namespace lowband::runtime {
 LB_DEFINE_ERROR(CodecError, "codec");
 
 enum class Codec : uint8_t { None = 0, Bf16 = 1, Fp8 = 2, Int8 = 3, Fp4 = 4, Int4 = 5, Topk = 6 };
+// The names (configs, messages), in enum order.
+inline constexpr const char* kCodecNames[] = {"none", "bf16", "fp8", "int8", "fp4", "int4", "topk"};
 
 struct CodecSpec {
   Codec codec = Codec::None;

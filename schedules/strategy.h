@@ -30,49 +30,11 @@
 #include "runtime/codec.h"
 #include "runtime/error.h"
 #include "runtime/state_dict.h"
+#include "schedules/settings.h"
 
 namespace lowband::schedules {
 
 LB_DEFINE_ERROR(ScheduleError, "schedules");
-
-enum class InnerMethod { Ddp, Zero1, Zero2 };
-enum class OuterMethod { None, Ddp, LocalSgd, Diloco, StreamingDiloco, Co2 };
-enum class OuterOptimizer { Nesterov, Sgd, Average };
-enum class GapPenalty { Gap, Constant, None };
-enum class ClipMode { Off, Value, Norm };
-
-struct SyncSettings {
-  InnerMethod inner = InnerMethod::Ddp;  // over the gradient group (replica; world for outer ddp)
-  // zero1/zero2 placement (schedules/zero.h): the tier index through which the optimizer
-  // state and (zero2) the gradients are split; -1 = the gradient group's outermost level.
-  int shard_optimizer_tier = -1;
-  int shard_grads_tier = -1;
-  OuterMethod method = OuterMethod::Ddp;
-  int64_t bucket_bytes = 25'000'000;  // inner ddp gradient buckets
-  int64_t H = 100;                    // inner steps per outer round
-  // streaming_diloco
-  int64_t fragments = 1;
-  bool strided = true;          // block b in fragment b mod P; else contiguous runs of blocks
-  bool embeddings_own = false;  // non-block parameters in their own fragment (else fragment 0)
-  int64_t overlap = 0;          // tau of this rank's replica
-  // The caller calls onParamsNeeded(group) before forward reads each group (the model's
-  // params-needed hook): due exchanges then land there, not at the end of the step, so their
-  // wait hides behind the forward of the layers before the fragment (DESIGN.md §7's DAG).
-  bool land_in_forward = false;
-  double alpha = 0.5;
-  runtime::CodecSpec codec;  // outer exchange
-  bool error_feedback = false;
-  // outer optimizer (diloco, streaming_diloco; co2 uses lr and momentum as lr_outer, beta)
-  OuterOptimizer optimizer = OuterOptimizer::Nesterov;
-  double lr = 0.7;
-  double momentum = 0.9;
-  // co2
-  GapPenalty penalty = GapPenalty::Gap;
-  double penalty_divisor = 2.0;
-  double penalty_eps = 1e-8;
-  ClipMode clip = ClipMode::Off;
-  double clip_threshold = 1.0;
-};
 
 // Time the training thread spent waiting for exchanges, and how long they were in flight.
 struct ExchangeTime {
