@@ -210,6 +210,14 @@ float* widened(const Stream& s, std::vector<std::unique_ptr<Scratch>>& keep, con
   return out;
 }
 
+// cuDNN's fused attention reads and writes 16-byte aligned memory only (runtime/cuda/sdpa.h);
+// views that are not take the f32 path.
+[[maybe_unused]] bool aligned16(std::initializer_list<const void*> pointers) {
+  for (const void* p : pointers)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
 float* scratchF32(const Stream& s, std::vector<std::unique_ptr<Scratch>>& keep, int64_t n) {
   keep.push_back(std::make_unique<Scratch>(s, n * sizeof(float)));
   return keep.back()->as<float>();
@@ -248,7 +256,8 @@ void attentionForward(const Stream& s, T* out, float* lse, const T* qkv, int64_t
     attentionForwardF32(s, out, lse, qkv, B, T_, H, hd, tf32);
   } else {
 #if LB_WITH_CUDA
-    if (s.device().isCuda() && bf16AttentionFallbackReason(s, B, T_, H, hd).empty())
+    if (s.device().isCuda() && aligned16({qkv, out, lse}) &&
+        bf16AttentionFallbackReason(s, B, T_, H, hd).empty())
       return cuda::sdpaForward(s.device().index, s.handle(), cuda::SdpaShape{B, T_, H, hd},
                                1.0f / std::sqrt(static_cast<float>(hd)), qkv, out, lse);
 #endif
@@ -269,7 +278,8 @@ void attentionBackward(const Stream& s, T* dqkv, const T* dout, const T* qkv, co
     attentionBackwardF32(s, dqkv, dout, qkv, out, lse, B, T_, H, hd, tf32);
   } else {
 #if LB_WITH_CUDA
-    if (s.device().isCuda() && bf16AttentionFallbackReason(s, B, T_, H, hd).empty())
+    if (s.device().isCuda() && aligned16({qkv, out, dout, lse, dqkv}) &&
+        bf16AttentionFallbackReason(s, B, T_, H, hd).empty())
       return cuda::sdpaBackward(s.device().index, s.handle(), cuda::SdpaShape{B, T_, H, hd},
                                 1.0f / std::sqrt(static_cast<float>(hd)), qkv, out, dout, lse,
                                 dqkv);

@@ -60,7 +60,7 @@ fi
 if has sanitizer; then
   if command -v compute-sanitizer >/dev/null; then
     # The grid-stride tests move several GB; under memcheck they would take many minutes.
-    heavy='*OverAGrid*:*TallAndWide*:*ManyAndWideRows*:*EmbeddingsMatch*:*Gpt2Shape*'
+    heavy='*OverAGrid*:*OverAWarpGrid*:*TallAndWide*:*ManyAndWideRows*:*EmbeddingsMatch*:*Gpt2Shape*'
     for t in test_cuda test_cuda_sdpa; do
       [ -x "$tests/$t" ] || continue
       timeout 600 compute-sanitizer --tool memcheck --error-exitcode 9 --print-limit 20 \

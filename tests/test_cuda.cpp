@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <iostream>
 #include <random>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "nn/optimizer.h"
 #include "runtime/cuda/backend.h"
 #include "runtime/cuda/check.h"
+#include "runtime/cuda/sdpa.h"
 #include "runtime/kernels.h"
 #include "runtime/nn_ops.h"
 #include "runtime/stream.h"
@@ -189,10 +191,14 @@ TEST_F(CudaDevice, LayerNormMatchesTheCpuOnOverAWarpGridOfRows) {
   layerNormForward(g, static_cast<Bf16*>(gout16.data()), gmean.get(), grstd.get(), gx.get(),
                    gw.get(), gb.get(), N, C);
   const auto back16 = toHost(g, static_cast<const Bf16*>(gout16.data()), N * C);
-  int64_t off_by_more_than_one_ulp = 0;
-  for (int64_t i = 0; i < N * C; ++i)
-    off_by_more_than_one_ulp += std::abs(int(back16[i].bits) - int(out16[i].bits)) > 1;
-  EXPECT_EQ(off_by_more_than_one_ulp, 0);
+  // The same rounding of f32 values that differ in their last bits (sums in another order): at
+  // most one bf16 step apart, or both within 1e-5 of zero (where a sign may flip).
+  int64_t off = 0;
+  for (int64_t i = 0; i < N * C; ++i) {
+    const float gpu = toF32(back16[i]), cpu = toF32(out16[i]);
+    off += std::fabs(gpu - cpu) > 1e-5f + 0x1p-7f * std::fabs(cpu);
+  }
+  EXPECT_EQ(off, 0);
 }
 
 TEST_F(CudaDevice, ColumnSumsMatchTheCpuOnTallAndWideMatrices) {
@@ -334,12 +340,24 @@ TEST_P(CudaGptStep, MatchesTheCpuAndRepeatsBitForBit) {
   const test::GptStep cpu = test::gptStep(Device::cpu(), precision, shape, batch, 5);
   const test::GptStep gpu = test::gptStep(Device::cuda(0), precision, shape, batch, 5);
   const test::GptStep again = test::gptStep(Device::cuda(0), precision, shape, batch, 5);
-  EXPECT_EQ(gpu.grads, again.grads);
-  EXPECT_EQ(gpu.params, again.params);
+  // cuDNN's attention backward repeats bit for bit only with its direct-dQ graph; the f32
+  // dQ-accumulator graph (taken when the first does not build) may not.
+  const bool repeatable = precision != Precision::Bf16 ||
+                          cuda::sdpaBackwardDeterministic(
+                              0, cuda::SdpaShape{B, T, shape.n_head, shape.d_model / shape.n_head});
+  if (repeatable) {
+    EXPECT_EQ(gpu.grads, again.grads);
+    EXPECT_EQ(gpu.params, again.params);
+  } else {
+    std::cout << "note: cuDNN took the dQ-accumulator attention backward; bits not compared\n";
+  }
   // Relative L2 error per gradient tensor: f32 sums in another order; TF32 rounds GEMM inputs
-  // to 10 mantissa bits (2^-11 relative); bf16 sums in another order after the same roundings
-  // and cuDNN rounds P to bf16 inside the fused attention.
-  const double grad_tol = precision == Precision::Fp32 ? 1e-4 : 1e-2;
+  // to 10 mantissa bits (2^-11 relative); bf16 sums in another order after the same roundings,
+  // and cuDNN rounds P and dS to bf16 inside the fused attention (emulated on the CPU: worst
+  // tensor 0.8%).
+  const double grad_tol = precision == Precision::Fp32   ? 1e-4
+                          : precision == Precision::Tf32 ? 1e-2
+                                                         : 2e-2;
   const double loss_tol = precision == Precision::Fp32 ? 1e-5 : 2e-3;
   EXPECT_NEAR(gpu.loss, cpu.loss, loss_tol * cpu.loss);
   nn::Gpt layout(shape, Device::cpu());
@@ -358,9 +376,18 @@ TEST_P(CudaGptStep, MatchesTheCpuAndRepeatsBitForBit) {
     cpu_delta[i] = cpu.params[i] - p0[i];
     gpu_delta[i] = gpu.params[i] - p0[i];
   }
-  const double delta_tol = precision == Precision::Fp32 ? 1e-3 : 5e-2;
-  EXPECT_LT(test::relativeError(gpu_delta, cpu_delta, 0, static_cast<int64_t>(cpu_delta.size())),
-            delta_tol);
+  if (precision == Precision::Fp32) {
+    EXPECT_LT(test::relativeError(gpu_delta, cpu_delta, 0, static_cast<int64_t>(cpu_delta.size())),
+              1e-3);
+  } else {
+    // A first AdamW step moves a parameter by about lr in the gradient's sign: where a gradient
+    // is near zero, TF32's or bf16's rounding may flip it (2 lr apart). Few may (measured in a
+    // CPU emulation of cuDNN's bf16 roundings: 0.13%).
+    int64_t flipped = 0;
+    for (std::size_t i = 0; i < cpu_delta.size(); ++i)
+      flipped += std::fabs(gpu_delta[i] - cpu_delta[i]) > 1e-2f;
+    EXPECT_LT(static_cast<double>(flipped), 5e-3 * static_cast<double>(cpu_delta.size()));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaGptStep,

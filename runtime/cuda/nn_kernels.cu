@@ -279,6 +279,7 @@ __global__ void sumSquaresPartialKernel(double* partial, const float* x, int64_t
 
 void embeddingForward(void* stream, float* out, const int32_t* tokens, const float* wte,
                       const float* wpe, int64_t N, int64_t T, int64_t C) {
+  if (N <= 0 || C <= 0) return;  // an empty grid is a launch error; nothing to do is not
   embeddingForwardKernel<<<blocksFor(N * C, kRowThreads), kRowThreads, 0,
                            static_cast<cudaStream_t>(stream)>>>(out, tokens, wte, wpe, N, T, C);
   LB_CUDA_CHECK(cudaGetLastError());
@@ -287,6 +288,7 @@ void embeddingForward(void* stream, float* out, const int32_t* tokens, const flo
 template <class Out>
 void layerNormForward(void* stream, Out* out, float* mean, float* rstd, const float* inp,
                       const float* w, const float* b, int64_t N, int64_t C, float eps) {
+  if (N <= 0 || C <= 0) return;
   layerNormForwardKernel<Out>
       <<<blocksFor(N, kRowThreads / kWarp), kRowThreads, 0, static_cast<cudaStream_t>(stream)>>>(
           out, mean, rstd, inp, w, b, N, C, eps);
@@ -296,6 +298,7 @@ void layerNormForward(void* stream, Out* out, float* mean, float* rstd, const fl
 void layerNormBackward(void* stream, float* dinp, float* dw, float* db, const float* dout,
                        const float* inp, const float* w, const float* mean, const float* rstd,
                        int64_t N, int64_t C, float* partial) {
+  if (N <= 0 || C <= 0) return;
   auto s = static_cast<cudaStream_t>(stream);
   checkColumns(C);
   layerNormBackwardInputKernel<<<blocksFor(N, kRowThreads / kWarp), kRowThreads, 0, s>>>(
@@ -311,6 +314,7 @@ void layerNormBackward(void* stream, float* dinp, float* dw, float* db, const fl
 
 template <class T>
 void columnSum(void* stream, float* out, const T* x, int64_t N, int64_t C, float* partial) {
+  if (N <= 0 || C <= 0) return;
   auto s = static_cast<cudaStream_t>(stream);
   checkColumns(C);
   columnSumPartialKernel<T><<<columnGrid(N, C), dim3(kWarp, kTileRows), 0, s>>>(partial, x, N, C);
@@ -320,6 +324,7 @@ void columnSum(void* stream, float* out, const T* x, int64_t N, int64_t C, float
 
 void attentionSoftmaxRows(void* stream, float* scores, float* lse_out, const float* lse_in,
                           int64_t rows, int64_t T) {
+  if (rows <= 0 || T <= 0) return;
   attentionSoftmaxRowsKernel<<<blocksFor(rows, kRowThreads / kWarp), kRowThreads, 0,
                                static_cast<cudaStream_t>(stream)>>>(scores, lse_out, lse_in, rows,
                                                                     T);
@@ -328,6 +333,7 @@ void attentionSoftmaxRows(void* stream, float* scores, float* lse_out, const flo
 
 void crossEntropyForward(void* stream, float* losses, float* lse, const float* logits,
                          const int32_t* targets, int64_t N, int64_t V, int64_t Vp) {
+  if (N <= 0) return;
   constexpr int kThreads = 512;
   crossEntropyForwardKernel<<<static_cast<unsigned>(std::min<int64_t>(N, kMaxBlocks)), kThreads, 0,
                               static_cast<cudaStream_t>(stream)>>>(losses, lse, logits, targets, N,
@@ -338,6 +344,7 @@ void crossEntropyForward(void* stream, float* losses, float* lse, const float* l
 template <class Out>
 void crossEntropyBackward(void* stream, Out* dlogits, const float* logits, const float* lse,
                           const int32_t* targets, int64_t N, int64_t V, int64_t Vp, float dloss) {
+  if (N <= 0 || Vp <= 0) return;
   crossEntropyBackwardKernel<Out>
       <<<blocksFor(N * Vp, kRowThreads), kRowThreads, 0, static_cast<cudaStream_t>(stream)>>>(
           dlogits, logits, lse, targets, N, V, Vp, dloss);
@@ -345,6 +352,7 @@ void crossEntropyBackward(void* stream, Out* dlogits, const float* logits, const
 }
 
 void sumSquaresPartial(void* stream, double* partial, const float* x, int64_t n, int64_t chunk) {
+  if (n <= 0) return;
   const int64_t chunks = (n + chunk - 1) / chunk;
   sumSquaresPartialKernel<<<static_cast<unsigned>(std::min<int64_t>(chunks, kMaxBlocks)),
                             kRowThreads, 0, static_cast<cudaStream_t>(stream)>>>(partial, x, n,

@@ -715,6 +715,14 @@ std::string sdpaUnsupportedReason(int device, const SdpaShape& shape) {
   return "";
 }
 
+bool sdpaBackwardDeterministic(int device, const SdpaShape& shape) {
+  if (!sdpaUnsupportedReason(device, shape).empty()) return false;
+  std::lock_guard<std::mutex> lock(sdpa_mutex);
+  DeviceSdpa& d = deviceSdpa(device);
+  const Plan& plan = planFor(d, device, shape, Direction::Backward);
+  return plan.error.empty() && !plan.dq_accumulator;
+}
+
 void sdpaForward(int device, void* stream, const SdpaShape& shape, float scale, const void* qkv,
                  void* out, float* lse) {
   checkCall(shape, Direction::Forward);

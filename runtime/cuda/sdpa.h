@@ -22,6 +22,10 @@ struct SdpaShape {
 std::string sdpaUnsupportedReason(int device, const SdpaShape& shape);
 void sdpaForward(int device, void* stream, const SdpaShape& shape, float scale, const void* qkv,
                  void* out, float* lse);
+// Whether the backward of this shape repeats bit for bit: true when cuDNN took the graph that
+// writes dQ directly (deterministic engines only), false when only the f32 dQ-accumulator graph
+// built (its engines may add in another order each run) or none did.
+bool sdpaBackwardDeterministic(int device, const SdpaShape& shape);
 // dqkv [B, T, 3C] bf16 is overwritten (dQ, dK, dV written in place in qkv's layout).
 void sdpaBackward(int device, void* stream, const SdpaShape& shape, float scale, const void* qkv,
                   const void* out, const void* dout, const float* lse, void* dqkv);
