@@ -25,7 +25,7 @@ namespace {
 constexpr const char* kMarker = "COMPLETE";
 constexpr const char* kModelFile = "model.safetensors";
 constexpr const char* kConfigFile = "config.yaml";
-constexpr const char* kMarkerHeader = "lowband-checkpoint 1";
+constexpr const char* kMarkerHeader = "lowband-checkpoint 2";
 constexpr const char* kLockFile = "lowband.lock";
 // A marker lists one line per file (two plus one per rank): far below this for any world.
 constexpr uint64_t kMaxMarkerBytes = 64 << 20;
@@ -77,6 +77,25 @@ std::vector<std::pair<int64_t, fs::path>> stepDirs(const fs::path& root) {
 
 CheckpointMarker::File describe(const std::string& name, std::span<const uint8_t> bytes) {
   return {name, bytes.size(), runtime::crc32(bytes)};
+}
+
+// "outer local_sgd (this run: diloco), fragments 4 (this run: none)": every field that differs.
+std::string layoutDifference(const Checkpoints::Layout& then, const Checkpoints::Layout& now) {
+  auto value = [](const Checkpoints::Layout& l, const std::string& name) -> std::string {
+    for (const auto& [n, v] : l)
+      if (n == name) return v;
+    return "none";
+  };
+  std::vector<std::string> names;
+  for (const auto* l : {&then, &now})
+    for (const auto& [n, v] : *l)
+      if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  std::string text;
+  for (const std::string& n : names) {
+    const std::string a = value(then, n), b = value(now, n);
+    if (a != b) text += (text.empty() ? "" : ", ") + n + " " + a + " (this run: " + b + ")";
+  }
+  return text.empty() ? "the same fields in another order" : text;
 }
 
 std::optional<CheckpointMarker> readMarker(const fs::path& dir, std::string& why) {
@@ -233,7 +252,8 @@ std::vector<uint8_t> encodeSafetensors(const std::vector<NamedTensor>& tensors,
 
 std::string CheckpointMarker::text() const {
   std::ostringstream s;
-  s << kMarkerHeader << "\nstep " << step << "\nworld " << world << "\nlayout " << layout << "\n";
+  s << kMarkerHeader << "\nstep " << step << "\nworld " << world << "\n";
+  for (const auto& [name, value] : layout) s << "layout " << name << "\t" << value << "\n";
   for (const File& f : files) {
     char crc[16];
     std::snprintf(crc, sizeof crc, "%08" PRIx32, f.crc);
@@ -261,6 +281,11 @@ CheckpointMarker CheckpointMarker::parse(const std::string& text, const std::str
   while (std::getline(in, line)) {
     ++number;
     if (number == 1) {
+      if (line == "lowband-checkpoint 1")
+        fail(
+            "checkpoint format 1 (written by lowband before 2026-11-30, with a prose layout); "
+            "this lowband reads format 2: resume it with the lowband that wrote it, or start "
+            "a new run.out_dir");
       if (line != kMarkerHeader) fail("expected '" + std::string(kMarkerHeader) + "'");
       continue;
     }
@@ -274,7 +299,10 @@ CheckpointMarker CheckpointMarker::parse(const std::string& text, const std::str
       m.world = static_cast<int>(integer(rest, 1 << 24));
       have_world = m.world > 0;
     } else if (key == "layout") {
-      m.layout = rest;
+      const std::size_t tab = rest.find('\t');
+      if (tab == std::string::npos || tab == 0 || rest.find('\t', tab + 1) != std::string::npos)
+        fail("expected 'layout NAME<TAB>VALUE'");
+      m.layout.emplace_back(rest.substr(0, tab), rest.substr(tab + 1));
       have_layout = true;
     } else if (key == "file") {
       std::istringstream f(rest);
@@ -301,7 +329,7 @@ const CheckpointMarker::File* CheckpointMarker::file(const std::string& name) co
   return nullptr;
 }
 
-Checkpoints::Checkpoints(comm::Communicator& world, fs::path run_dir, std::string layout,
+Checkpoints::Checkpoints(comm::Communicator& world, fs::path run_dir, Layout layout,
                          int64_t keep_last)
     : world_(world),
       root_(std::move(run_dir) / "checkpoints"),
@@ -434,8 +462,8 @@ std::optional<Checkpoints::Found> Checkpoints::find(const std::string& spec, std
     std::optional<CheckpointMarker> marker = readMarker(dir, why);
     if (marker && marker->layout != layout_)
       LB_THROW(CheckpointError,
-               dir.string() + " was written by a run of another layout (" + marker->layout +
-                   "); this run is " + layout_ +
+               dir.string() + " was written by a run of another layout: " +
+                   layoutDifference(marker->layout, layout_) +
                    ". Resuming needs the same world size, replicas, model and methods (no "
                    "resharding); start a new run.out_dir or restore the old settings");
     // A directory's name gives its step (the newest is taken, pruning counts by it): a copy

@@ -20,6 +20,7 @@
 #include <ostream>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "comm/communicator.h"
@@ -75,8 +76,10 @@ struct NamedTensor {
 std::vector<uint8_t> encodeSafetensors(const std::vector<NamedTensor>& tensors,
                                        const std::map<std::string, std::string>& metadata);
 
-// The COMPLETE marker: text lines "lowband-checkpoint 1", "step N", "world N", "layout ...",
-// then "file NAME BYTES CRC32HEX" per file.
+// The COMPLETE marker, format 2: text lines "lowband-checkpoint 2", "step N", "world N", one
+// "layout NAME<TAB>VALUE" per layout field (world, replicas, model shape, optimizer, methods:
+// what a resuming run must match, compared field by field), then "file NAME BYTES CRC32HEX"
+// per file. Format 1 (one prose layout line, before 2026-11-30) is refused by name.
 struct CheckpointMarker {
   struct File {
     std::string name;
@@ -85,7 +88,7 @@ struct CheckpointMarker {
   };
   int64_t step = 0;
   int world = 0;
-  std::string layout;  // world, replicas, model and methods: what must match to resume
+  std::vector<std::pair<std::string, std::string>> layout;  // what must match to resume
   std::vector<File> files;
 
   std::string text() const;
@@ -98,7 +101,8 @@ struct CheckpointMarker {
 // unless it says otherwise).
 class Checkpoints {
  public:
-  Checkpoints(comm::Communicator& world, std::filesystem::path run_dir, std::string layout,
+  using Layout = std::vector<std::pair<std::string, std::string>>;
+  Checkpoints(comm::Communicator& world, std::filesystem::path run_dir, Layout layout,
               int64_t keep_last);
 
   // Writes checkpoint `step`: every rank its state, rank 0 also `model` (safetensors bytes)
@@ -137,7 +141,7 @@ class Checkpoints {
 
   comm::Communicator& world_;
   std::filesystem::path root_;
-  std::string layout_;
+  Layout layout_;
   int64_t keep_last_;
 };
 

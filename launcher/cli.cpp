@@ -28,6 +28,7 @@
 #include "nn/data.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
+#include "schedules/methods.h"
 #if LB_WITH_CUDA
 #include "runtime/cuda/backend.h"
 #endif
@@ -265,7 +266,8 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   SimulateOptions sim_options;
   CLI::App* simulate_cmd = app.add_subcommand(
       "simulate",
-      "Predicted compute utilisation of dp, diloco, streaming and co2 over a bandwidth sweep "
+      "Predicted compute utilisation of ddp, diloco, streaming_diloco and co2 over a bandwidth "
+      "sweep "
       "(per-layer step DAG, one link; presets 1b, 10b, 100b or a custom model)");
   std::vector<std::string> preset_names;
   for (const sim::ModelShape& m : sim::presets()) preset_names.push_back(m.name);
@@ -284,7 +286,10 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
                               ->add_option("--fragment-layers", sim_custom.fragment_layers,
                                            "Streaming: layers per fragment (default 3)")
                               ->check(integerIn(1, kMaxLayers));
-  simulate_cmd->add_option("--method", sim_method, "dp, diloco, streaming or co2 (default: all)")
+  simulate_cmd
+      ->add_option("--method", sim_method,
+                   "ddp, local_sgd, diloco, streaming_diloco or co2 (default: ddp, "
+                   "diloco and streaming_diloco)")
       ->check(oneOf(sim::methodNames()));
   simulate_cmd->add_option("--overlap", sim_overlap, "Streaming: overlap tau in steps (< H)")
       ->check(integerIn(0, kMaxOverlap));
@@ -491,13 +496,16 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
             sim_options.models.push_back(shape);
           }
       }
-      if (!sim_method.empty()) {
+      const bool overlaps =
+          !sim_method.empty() &&
+          schedules::outerMethod(sim::methodNamed(sim_method)).reads(schedules::kKeyOverlap);
+      if (sim_overlap >= 0 && !overlaps)
+        throw ConfigError(std::string("simulate: --overlap goes with --method (") +
+                          schedules::methodsReading(schedules::kKeyOverlap) + ")");
+      if (!sim_method.empty())
         sim_options.setups.push_back({sim::methodNamed(sim_method),
                                       std::max<int64_t>(0, sim_overlap), sim_options.bits,
                                       sim_options.replicas});
-      } else if (sim_overlap >= 0) {
-        throw ConfigError("simulate: --overlap goes with --method streaming");
-      }
     }
     if (simulate_cmd->parsed()) {
       auto quantity = [](const char* option, const std::string& text, auto parse) {

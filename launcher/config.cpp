@@ -18,6 +18,8 @@
 #include <set>
 #include <type_traits>
 
+#include "schedules/methods.h"
+
 namespace lowband::launcher {
 
 using runtime::DeviceMode;
@@ -25,7 +27,6 @@ using runtime::DeviceMode;
 int64_t ModelConfig::layers() const {
   return kind == ModelKind::Gpt ? n_layer : static_cast<int64_t>(hidden.size()) + 1;
 }
-
 
 // ------------------------------------------------------------------------------------------
 // Suggestions
@@ -654,8 +655,9 @@ void describe(V& v, ShardPlacement& c) {
 template <class V>
 void describe(V& v, InnerSyncConfig& c) {
   v.value("method", c.method);
-  const bool zero = c.method != InnerMethod::Ddp;
-  v.section("shard", c.shard, {.active = zero, .when = "sync.inner.method is zero1 or zero2"});
+  v.section("shard", c.shard,
+            {.active = schedules::innerMethod(c.method).shards,
+             .when = "sync.inner.method is zero1 or zero2"});
   v.value("codec", c.codec);
   v.value("error_feedback", c.error_feedback,
           {.active = !c.codec.empty(), .when = "sync.inner.codec names a tier"});
@@ -674,30 +676,28 @@ void describe(V& v, ClipConfig& c) {
   v.value("threshold", c.threshold, {.min = 0, .min_open = true});
 }
 
+// Which keys apply is the method's descriptor's (schedules/methods.h).
 template <class V>
 void describe(V& v, OuterSyncConfig& c) {
-  using M = OuterMethod;
   v.value("method", c.method);
-  const M m = c.method;
-  const bool syncs = m != M::None;
-  const bool periodic =
-      m == M::LocalSgd || m == M::Diloco || m == M::StreamingDiloco || m == M::Co2;
-  const bool streaming = m == M::StreamingDiloco;
-  const bool outer_opt = m == M::Diloco || m == M::StreamingDiloco || m == M::Co2;
-  const bool co2 = m == M::Co2;
-  const char* kPeriodic = "sync.outer.method is local_sgd, diloco, streaming_diloco or co2";
-  const char* kStreaming = "sync.outer.method is streaming_diloco";
-  const char* kCo2 = "sync.outer.method is co2";
-  v.value("tier", c.tier, {.active = syncs, .when = "sync.outer.method is not none"});
-  v.value("H", c.H, {.min = 1, .active = periodic, .when = kPeriodic});
-  v.value("fragments", c.fragments, {.active = streaming, .when = kStreaming});
-  v.value("pattern", c.pattern, {.active = streaming, .when = kStreaming});
-  v.value("embeddings", c.embeddings, {.active = streaming, .when = kStreaming});
-  v.value("overlap", c.overlap, {.min = 0, .active = streaming, .when = kStreaming});
-  v.value("overlap_per_replica", c.overlap_per_replica,
-          {.min = 0, .active = streaming, .when = kStreaming});
-  v.value("alpha", c.alpha, {.min = 0, .max = 1, .active = streaming, .when = kStreaming});
-  v.value("codec", c.codec, {.active = syncs, .when = "sync.outer.method is not none"});
+  const schedules::OuterMethodSpec& m = schedules::outerMethod(c.method);
+  // A key's rule: active for the methods that read it, and the warning names them.
+  auto by = [&](uint32_t key, Rule rule = {}) {
+    rule.active = m.reads(key);
+    rule.when = schedules::methodsReading(key);
+    return rule;
+  };
+  const bool syncs = m.reads(schedules::kKeyCodec);
+  const bool co2 = m.reads(schedules::kKeyPenalty);
+  v.value("tier", c.tier, by(schedules::kKeyTier));
+  v.value("H", c.H, by(schedules::kKeyH, {.min = 1}));
+  v.value("fragments", c.fragments, by(schedules::kKeyFragments));
+  v.value("pattern", c.pattern, by(schedules::kKeyFragments));
+  v.value("embeddings", c.embeddings, by(schedules::kKeyFragments));
+  v.value("overlap", c.overlap, by(schedules::kKeyOverlap, {.min = 0}));
+  v.value("overlap_per_replica", c.overlap_per_replica, by(schedules::kKeyOverlap, {.min = 0}));
+  v.value("alpha", c.alpha, by(schedules::kKeyAlpha, {.min = 0, .max = 1}));
+  v.value("codec", c.codec, by(schedules::kKeyCodec));
   const bool blockwise = c.codec == CodecKind::Int8 || c.codec == CodecKind::Int4 ||
                          c.codec == CodecKind::Fp4 || c.codec == CodecKind::Fp8;
   v.value("codec_block", c.codec_block,
@@ -711,11 +711,9 @@ void describe(V& v, OuterSyncConfig& c) {
            .min_open = true,
            .active = syncs && c.codec == CodecKind::Topk,
            .when = "sync.outer.codec is topk"});
-  v.value("error_feedback", c.error_feedback,
-          {.active = syncs, .when = "sync.outer.method is not none"});
-  v.section("optimizer", c.optimizer,
-            {.active = outer_opt, .when = "sync.outer.method is diloco, streaming_diloco or co2"});
-  v.value("penalty", c.penalty, {.active = co2, .when = kCo2});
+  v.value("error_feedback", c.error_feedback, by(schedules::kKeyCodec));
+  v.section("optimizer", c.optimizer, by(schedules::kKeyOuterOptimizer));
+  v.value("penalty", c.penalty, by(schedules::kKeyPenalty));
   v.value("penalty_divisor", c.penalty_divisor,
           {.min = 0,
            .min_open = true,
@@ -726,7 +724,7 @@ void describe(V& v, OuterSyncConfig& c) {
            .min_open = true,
            .active = co2 && c.penalty == GapPenalty::Gap,
            .when = "sync.outer.penalty is gap"});
-  v.section("clip", c.clip, {.active = co2, .when = kCo2});
+  v.section("clip", c.clip, by(schedules::kKeyClip));
 }
 
 template <class V>
@@ -963,9 +961,13 @@ void resolveAndCheck(Config& c) {
     c.topology.tiers.push_back(
         {"world", TierSize{}, Bandwidth{10e9 / 8}, parseDuration("10us"), NicClass::Ethernet, {}});
   OuterSyncConfig& outer = c.sync.outer;
-  const bool streaming = outer.method == OuterMethod::StreamingDiloco;
-  if (streaming && !set("sync.outer.overlap")) outer.overlap = 1;
-  if (streaming && !set("sync.outer.codec")) outer.codec = CodecKind::Fp4;
+  // Defaults that differ by method are the methods' (schedules/methods.h).
+  schedules::outerMethod(outer.method).defaults(outer, [&](const std::string& key) {
+    return set(("sync.outer." + key).c_str());
+  });
+  schedules::innerMethod(c.sync.inner.method).defaults(c.sync.inner, [&](const std::string& key) {
+    return set(("sync.inner." + key).c_str());
+  });
   if (outer.tier.empty()) outer.tier = c.topology.tiers.back().name;
 
   // model
@@ -1023,9 +1025,9 @@ void resolveAndCheck(Config& c) {
                        " exchanges every step inside a replica; set sync.outer.tier: " + names[i] +
                        " (or a tier below it) so the WAN carries only the outer "
                        "method");
-  if (c.sync.inner.method != InnerMethod::Ddp) {
+  std::vector<schedules::MethodProblem> problems;
+  if (schedules::innerMethod(c.sync.inner.method).shards) {
     ShardPlacement& s = c.sync.inner.shard;
-    if (!set("sync.inner.shard.grads")) s.grads = s.optimizer;  // gradients split alike
     for (auto [key, value] : {std::pair<const char*, const std::string*>{"optimizer", &s.optimizer},
                               {"grads", &s.grads}}) {
       const std::string path = std::string("sync.inner.shard.") + key;
@@ -1036,25 +1038,13 @@ void resolveAndCheck(Config& c) {
                              "'; inner sharding stays inside a replica (use a tier below it or "
                              "`replica`)");
     }
-    // `replica` = the gradient group's outermost tier below the outer one.
-    auto level = [&](const std::string& v) {
-      return v == "replica" ? outer_index : tierIndex(c, v);
-    };
-    if (c.sync.inner.method == InnerMethod::Zero1 && level(s.grads) != level(s.optimizer))
-      check.fail("sync.inner.shard.grads",
-                 "zero1 keeps whole (all-reduced) gradients on every rank; gradient shards are "
-                 "zero2's (set method: zero2, or remove the key)");
-    if (c.sync.inner.method == InnerMethod::Zero2 && level(s.grads) > level(s.optimizer))
-      check.fail("sync.inner.shard.grads",
-                 "gradients split over '" + s.grads + "' are coarser than the optimizer's '" +
-                     s.optimizer +
-                     "': each optimizer shard needs its gradients; use the "
-                     "optimizer's tier or one inside it");
-    if (!s.secondary_params.empty())
-      check.fail("sync.inner.shard.secondary_params",
-                 "zero1/zero2 keep whole parameters on every rank, so there is no parameter "
-                 "partition to mirror inside a tier (ZeRO++ hpZ serves ZeRO-3); remove the key");
   }
+  // `replica` = the gradient group's outermost tier below the outer one.
+  schedules::innerMethod(c.sync.inner.method)
+      .check(
+          c.sync.inner,
+          [&](const std::string& v) { return v == "replica" ? outer_index : tierIndex(c, v); },
+          problems);
   // Gradient codecs on tiers the gradients cross: inside a replica, or anywhere under outer
   // ddp (the gradients are averaged over the world).
   for (const auto& [tier, codec] : c.sync.inner.codec) {
@@ -1065,27 +1055,8 @@ void resolveAndCheck(Config& c) {
                      tier + "' carries only the outer method; encode that with sync.outer.codec");
   }
 
-  if (streaming) {
-    const int64_t p = outer.resolvedFragments(c.model);
-    const std::string frag = std::to_string(p) + (outer.fragments.isAuto() ? " (auto)" : "");
-    if (p > c.model.layers())
-      check.fail("sync.outer.fragments", "fragments " + frag + " > the model's " +
-                                             std::to_string(c.model.layers()) + " layers");
-    if (p > outer.H)
-      check.fail("sync.outer.fragments", "fragments " + frag + " > H " + std::to_string(outer.H) +
-                                             ": every fragment needs its own step offset within H");
-    auto checkTau = [&](const std::string& path, int64_t tau) {
-      if (tau * p >= outer.H)
-        check.fail(path, "overlap " + std::to_string(tau) + " must be < H/fragments = " +
-                             std::to_string(outer.H) + "/" + std::to_string(p) +
-                             " (an exchange must land before the fragment's next sync); lower "
-                             "it or fragments, or raise H");
-    };
-    checkTau("sync.outer.overlap", outer.overlap);
-    for (std::size_t i = 0; i < outer.overlap_per_replica.size(); ++i)
-      checkTau("sync.outer.overlap_per_replica[" + std::to_string(i) + "]",
-               outer.overlap_per_replica[i]);
-  }
+  schedules::outerMethod(outer.method).check(outer, c.model.layers(), problems);
+  for (const schedules::MethodProblem& p : problems) check.fail(p.key, p.what);
 
   // comm / device
   if (c.comm.backend == CommBackend::Nccl && c.device == DeviceMode::Cpu)

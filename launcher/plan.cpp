@@ -14,6 +14,8 @@
 #include "runtime/device.h"
 #include "runtime/kernels.h"
 #include "runtime/stream.h"
+#include "schedules/methods.h"
+#include "sim/simulator.h"
 
 namespace lowband::launcher {
 
@@ -152,14 +154,17 @@ Plan makePlan(const Config& c, const PlanOptions& o) {
   const auto steps = static_cast<double>(c.run.steps);
   const int64_t horizon = std::max<int64_t>(c.run.steps, 1000 * c.sync.outer.H);
   const comm::TierBytes steady = strategy->plannedTraffic(horizon);
-  const OuterMethod method = c.sync.outer.method;
-  const bool outer_exchanges = method != OuterMethod::Ddp && method != OuterMethod::None;
-  const double fragments = method == OuterMethod::StreamingDiloco
-                               ? static_cast<double>(c.sync.outer.resolvedFragments(c.model))
-                               : 1.0;
+  // When the outer method exchanges: its descriptor's schedule (outer ddp's every-step exchange
+  // is timed with the inner ones, as the gradients' average it is).
+  const int64_t layers = c.model.layers();
+  const schedules::OuterSchedule schedule =
+      schedules::outerMethod(c.sync.outer.method).schedule(c.sync.outer, layers, settings.overlap);
+  const bool outer_exchanges = schedule.period > 0;
   const double exchanges_per_step =
-      outer_exchanges ? fragments / static_cast<double>(c.sync.outer.H) : 0;
-  double exchange_s = 0;  // one outer exchange, over every tier it crosses
+      outer_exchanges
+          ? static_cast<double>(schedule.fragments.size()) / static_cast<double>(schedule.period)
+          : 0;
+  double full_wire_s = 0, latency_s = 0;  // all parameters once over the outer tiers
   for (int i = 0; i < topology->levels(); ++i) {
     const comm::TierSpec& t = topology->tier(i);
     TierPlan tp{t.name,
@@ -184,18 +189,19 @@ Plan makePlan(const Config& c, const PlanOptions& o) {
       plan.inner_s += tp.seconds_per_step;
     } else if (steady_bytes > 0) {
       tp.seconds_per_step = wire_s + exchanges_per_step * t.latency;
-      exchange_s += wire_s / exchanges_per_step + t.latency;
+      full_wire_s += wire_s * static_cast<double>(schedule.period);
+      latency_s += t.latency;
     }
     plan.tiers.push_back(tp);
   }
-  if (outer_exchanges) {
-    const double busy = plan.compute_s + plan.inner_s;  // one step's work that can hide it
-    double exposed = exchange_s;
-    if (method == OuterMethod::StreamingDiloco)
-      exposed = std::max(0.0, exchange_s - static_cast<double>(settings.overlap) * busy);
-    else if (method == OuterMethod::Co2)
-      exposed = std::max(0.0, exchange_s - static_cast<double>(c.sync.outer.H) * busy);
-    plan.outer_s = exposed * exchanges_per_step;
+  if (outer_exchanges && (full_wire_s > 0 || latency_s > 0)) {
+    // The exposed part of the outer exchanges: the method's schedule through `lowband
+    // simulate`'s step DAG (sim/simulator.h), one step's work (compute and inner exchanges)
+    // hiding what it can.
+    const double busy = plan.compute_s + plan.inner_s;
+    const double u =
+        sim::utilization(schedule, layers, busy, full_wire_s, latency_s, schedule.period);
+    plan.outer_s = busy / u - busy;
   }
   plan.predicted_step_s = plan.compute_s + plan.inner_s + plan.outer_s;
   plan.predicted_utilization = plan.compute_s / plan.predicted_step_s;

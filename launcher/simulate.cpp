@@ -6,6 +6,7 @@
 #include "launcher/config.h"
 #include "launcher/setup.h"
 #include "runtime/codec.h"
+#include "schedules/methods.h"
 
 namespace lowband::launcher {
 
@@ -13,17 +14,16 @@ namespace {
 
 std::vector<sim::Setup> defaultSetups(const SimulateOptions& o) {
   using sim::Method;
-  return {{Method::Dp, 0, o.bits, o.replicas},
+  return {{Method::Ddp, 0, o.bits, o.replicas},
           {Method::Diloco, 0, o.bits, o.replicas},
-          {Method::Streaming, 0, o.bits, o.replicas},
-          {Method::Streaming, 1, o.bits, o.replicas},
-          {Method::Streaming, 1, 4, o.replicas}};
+          {Method::StreamingDiloco, 0, o.bits, o.replicas},
+          {Method::StreamingDiloco, 1, o.bits, o.replicas},
+          {Method::StreamingDiloco, 1, 4, o.replicas}};
 }
 
 std::string label(const sim::Setup& s) {
   std::string text = sim::methodName(s.method);
-  if (s.method == sim::Method::Streaming && s.overlap > 0)
-    text += " overlap " + std::to_string(s.overlap);
+  if (s.overlap > 0) text += " overlap " + std::to_string(s.overlap);
   char bits[32];
   std::snprintf(bits, sizeof bits, " %.3gb", s.bits);
   return text + bits;
@@ -60,16 +60,14 @@ void fromConfig(const Config& c, const PlanOptions& plan_options, SimulateOption
     inside += t.seconds_per_step;
   }
   m.step_s = plan.compute_s + inside;
-  m.H = outer.method == OuterMethod::Ddp ? 1 : outer.H;
+  const schedules::OuterMethodSpec& spec = schedules::outerMethod(outer.method);
+  m.H = spec.reads(schedules::kKeyH) ? outer.H : 1;
   const int64_t fragments =
-      outer.method == OuterMethod::StreamingDiloco ? outer.resolvedFragments(c.model) : 1;
+      spec.reads(schedules::kKeyFragments) ? outer.resolvedFragments(c.model) : 1;
   m.fragment_layers = (m.layers + fragments - 1) / fragments;
   sim::Setup s;
-  s.method = outer.method == OuterMethod::Ddp               ? sim::Method::Dp
-             : outer.method == OuterMethod::StreamingDiloco ? sim::Method::Streaming
-             : outer.method == OuterMethod::Co2             ? sim::Method::Co2
-                                                            : sim::Method::Diloco;
-  s.overlap = outer.method == OuterMethod::StreamingDiloco ? outer.overlap : 0;
+  s.method = outer.method;
+  s.overlap = spec.reads(schedules::kKeyOverlap) ? outer.overlap : 0;
   const runtime::CodecSpec codec = syncSettings(c, 0).codec;
   const int64_t n = 1 << 20;
   s.bits = outer.method == OuterMethod::Ddp || codec.codec == runtime::Codec::None
@@ -105,7 +103,7 @@ std::vector<SimulatedRow> simulate(const SimulateOptions& o) {
   for (const sim::ModelShape& m : o.models)
     for (const sim::Setup& s : setups) {
       // An exchange landing after the fragment's next one is issued piles up without bound.
-      if (s.method == sim::Method::Streaming && s.overlap >= m.H)
+      if (s.overlap > 0 && s.overlap >= m.H)
         throw ConfigError("simulate: --overlap " + std::to_string(s.overlap) + " must be < H " +
                           std::to_string(m.H) + " (" + m.name +
                           "): a fragment's exchange must land before its next one starts");

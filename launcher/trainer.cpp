@@ -28,6 +28,7 @@
 #include "nn/mlp.h"
 #include "nn/optimizer.h"
 #include "runtime/kernels.h"
+#include "schedules/methods.h"
 #include "schedules/strategy.h"
 
 namespace lowband::launcher {
@@ -246,25 +247,36 @@ void prepareRunDir(const Config& c, bool overwrite, int64_t resume_step) {
                   {reinterpret_cast<const uint8_t*>(yaml.data()), yaml.size()});
 }
 
-// What must match between a checkpoint and the run resuming from it.
-std::string layoutOf(const Config& c, const nn::Model& model, schedules::ReplicaGroups& g,
-                     int world) {
-  std::string s = "world " + std::to_string(world) + ", " + std::to_string(g.replicas()) +
-                  " replica(s) of " + std::to_string(g.replica().size()) + "; " + model.describe() +
-                  "; optimizer " + enumName(c.optimizer.kind) + "; inner " +
-                  enumName(c.sync.inner.method) + "; outer " + enumName(c.sync.outer.method);
-  for (const auto& [tier, codec] : c.sync.inner.codec)
-    s += std::string(", ") + tier + " gradients " + enumName(codec) +
-         (c.sync.inner.error_feedback ? " with error feedback" : "");
-  if (c.sync.inner.method != InnerMethod::Ddp)  // the optimizer shards' cut
-    s += " (shards: optimizer " + c.sync.inner.shard.optimizer + ", grads " +
-         c.sync.inner.shard.grads + ")";
-  if (c.sync.outer.method == OuterMethod::StreamingDiloco)
-    s += " x" + std::to_string(c.sync.outer.resolvedFragments(c.model)) + " fragments";
-  if (c.sync.outer.codec != CodecKind::None)
-    s += std::string(", codec ") + enumName(c.sync.outer.codec) +
-         (c.sync.outer.error_feedback ? " with error feedback" : "");
-  return s;
+// What must match between a checkpoint and the run resuming from it, field by field: the
+// world and replica layout, the model's shape, the optimizer, and the methods' own fields
+// (schedules/methods.h).
+Checkpoints::Layout layoutOf(const Config& c, nn::Model& model, schedules::ReplicaGroups& g,
+                             int world) {
+  Checkpoints::Layout fields = {{"world", std::to_string(world)},
+                                {"replicas", std::to_string(g.replicas())},
+                                {"replica ranks", std::to_string(g.replica().size())},
+                                {"model", enumName(c.model.kind)}};
+  const ModelConfig& m = c.model;
+  if (m.kind == ModelKind::Gpt) {
+    for (const auto& [name, value] : {std::pair<const char*, int64_t>{"n_layer", m.n_layer},
+                                      {"d_model", m.d_model},
+                                      {"n_head", m.n_head},
+                                      {"seq_len", m.seq_len},
+                                      {"vocab", m.vocab}})
+      fields.emplace_back(name, std::to_string(value));
+  } else {
+    std::string hidden;
+    for (int64_t h : m.hidden) hidden += (hidden.empty() ? "" : ",") + std::to_string(h);
+    fields.insert(fields.end(), {{"input", std::to_string(m.input)},
+                                 {"hidden", hidden},
+                                 {"activation", enumName(m.activation)},
+                                 {"classes", std::to_string(m.classes)}});
+  }
+  fields.emplace_back("parameters", std::to_string(model.params().numParameters()));
+  fields.emplace_back("optimizer", enumName(c.optimizer.kind));
+  for (auto& f : schedules::innerLayout(c.sync.inner)) fields.push_back(std::move(f));
+  for (auto& f : schedules::outerLayout(c.sync.outer, m.layers())) fields.push_back(std::move(f));
+  return fields;
 }
 
 struct NullBuffer : std::streambuf {

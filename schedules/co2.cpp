@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "schedules/methods.h"
+
 namespace lowband::schedules {
 
 Co2::Co2(const SyncSettings& settings, nn::ParamStore& params, ReplicaGroups& groups)
@@ -146,5 +148,35 @@ void Co2::loadState(const runtime::StateDict& in) {
   update_mean_ = in.value<float>("sync.update_mean");
   updates_ = in.value<int64_t>("sync.updates");
 }
+
+}  // namespace lowband::schedules
+
+// ---- the descriptor of co2 ------------------------------------------------------------------
+
+namespace lowband::schedules {
+
+namespace {
+
+// All parameters at the end of each round of H steps, applied one round late: the exchange
+// lands before the forward of the round after next.
+OuterSchedule co2Schedule(const OuterConfig& outer, int64_t layers, int64_t) {
+  OuterSchedule s;
+  s.period = outer.H;
+  s.delay = outer.H;
+  s.fragments = {{0, 0, layers}};
+  return s;
+}
+
+}  // namespace
+
+extern const OuterMethodSpec kCo2Method{
+    OuterMethod::Co2,
+    kKeyTier | kKeyH | kKeyCodec | kKeyOuterOptimizer | kKeyPenalty | kKeyClip,
+    [](OuterConfig&, const std::function<bool(const std::string&)>&) {},
+    [](const OuterConfig&, int64_t, std::vector<MethodProblem>&) {},
+    co2Schedule,
+    [](const OuterConfig&, int64_t, LayoutFields&) {},
+    [](const SyncSettings& s, nn::ParamStore& params, ReplicaGroups& groups)
+        -> std::unique_ptr<Strategy> { return std::make_unique<Co2>(s, params, groups); }};
 
 }  // namespace lowband::schedules

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "schedules/methods.h"
+
 namespace lowband::schedules {
 
 StreamingDiloco::StreamingDiloco(const SyncSettings& settings, nn::ParamStore& params,
@@ -239,5 +241,94 @@ void StreamingDiloco::loadState(const runtime::StateDict& in) {
   }
   last_step_ = in.value<int64_t>("sync.last_step");
 }
+
+}  // namespace lowband::schedules
+
+// ---- the descriptors of local_sgd, diloco and streaming_diloco ------------------------------
+
+namespace lowband::schedules {
+
+namespace {
+
+std::unique_ptr<Strategy> makeStreamingDiloco(const SyncSettings& s, nn::ParamStore& params,
+                                              ReplicaGroups& groups) {
+  return std::make_unique<StreamingDiloco>(s, params, groups);
+}
+void noDefaults(OuterConfig&, const std::function<bool(const std::string&)>&) {}
+void noChecks(const OuterConfig&, int64_t, std::vector<MethodProblem>&) {}
+void noLayout(const OuterConfig&, int64_t, LayoutFields&) {}
+
+// All parameters every H steps, applied before the next step.
+OuterSchedule everyH(const OuterConfig& outer, int64_t layers, int64_t) {
+  OuterSchedule s;
+  s.period = outer.H;
+  s.fragments = {{0, 0, layers}};
+  return s;
+}
+
+// Fragment p every H steps at offset round(p H / P), landing tau steps later.
+OuterSchedule streamingSchedule(const OuterConfig& outer, int64_t layers, int64_t overlap) {
+  OuterSchedule s;
+  s.period = outer.H;
+  s.delay = overlap;
+  s.fragments = contiguousFragments(layers, outer.resolvedFragments(layers), outer.H);
+  return s;
+}
+
+// Streaming syncs with overlap 1 and fp4 Deltas unless told otherwise (the paper's setting).
+void streamingDefaults(OuterConfig& outer, const std::function<bool(const std::string&)>& set) {
+  if (!set("overlap")) outer.overlap = 1;
+  if (!set("codec")) outer.codec = runtime::Codec::Fp4;
+}
+
+void streamingChecks(const OuterConfig& outer, int64_t layers, std::vector<MethodProblem>& out) {
+  const int64_t p = outer.resolvedFragments(layers);
+  const std::string frag = std::to_string(p) + (outer.fragments.isAuto() ? " (auto)" : "");
+  if (p > layers)
+    out.push_back({"sync.outer.fragments",
+                   "fragments " + frag + " > the model's " + std::to_string(layers) + " layers"});
+  if (p > outer.H)
+    out.push_back({"sync.outer.fragments", "fragments " + frag + " > H " + std::to_string(outer.H) +
+                                               ": every fragment needs its own step offset "
+                                               "within H"});
+  auto checkTau = [&](const std::string& path, int64_t tau) {
+    if (tau * p >= outer.H)
+      out.push_back({path, "overlap " + std::to_string(tau) + " must be < H/fragments = " +
+                               std::to_string(outer.H) + "/" + std::to_string(p) +
+                               " (an exchange must land before the fragment's next sync); "
+                               "lower it or fragments, or raise H"});
+  };
+  checkTau("sync.outer.overlap", outer.overlap);
+  for (std::size_t i = 0; i < outer.overlap_per_replica.size(); ++i)
+    checkTau("sync.outer.overlap_per_replica[" + std::to_string(i) + "]",
+             outer.overlap_per_replica[i]);
+}
+
+void streamingLayout(const OuterConfig& outer, int64_t layers, LayoutFields& out) {
+  out.emplace_back("fragments", std::to_string(outer.resolvedFragments(layers)));
+}
+
+}  // namespace
+
+extern const OuterMethodSpec kLocalSgdMethod{
+    OuterMethod::LocalSgd, kKeyTier | kKeyH | kKeyCodec, noDefaults, noChecks, everyH, noLayout,
+    makeStreamingDiloco};
+
+extern const OuterMethodSpec kDilocoMethod{OuterMethod::Diloco,
+                                           kKeyTier | kKeyH | kKeyCodec | kKeyOuterOptimizer,
+                                           noDefaults,
+                                           noChecks,
+                                           everyH,
+                                           noLayout,
+                                           makeStreamingDiloco};
+
+extern const OuterMethodSpec kStreamingDilocoMethod{
+    OuterMethod::StreamingDiloco,
+    kKeyTier | kKeyH | kKeyFragments | kKeyOverlap | kKeyAlpha | kKeyCodec | kKeyOuterOptimizer,
+    streamingDefaults,
+    streamingChecks,
+    streamingSchedule,
+    streamingLayout,
+    makeStreamingDiloco};
 
 }  // namespace lowband::schedules

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "runtime/nn_ops.h"
+#include "schedules/methods.h"
 
 namespace lowband::schedules {
 
@@ -195,5 +196,17 @@ void GradientSync::wait() {
     b.ready = 0;
   }
 }
+
+}  // namespace lowband::schedules
+
+// ---- the descriptor of inner ddp ----------------------------------------------------------
+
+namespace lowband::schedules {
+
+extern const InnerMethodSpec kDdpInnerMethod{
+    InnerMethod::Ddp, false, [](InnerConfig&, const std::function<bool(const std::string&)>&) {},
+    [](const InnerConfig&, const std::function<int(const std::string&)>&,
+       std::vector<MethodProblem>&) {},
+    [](const InnerConfig&, LayoutFields&) {}};
 
 }  // namespace lowband::schedules

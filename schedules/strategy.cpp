@@ -5,6 +5,7 @@
 #include "schedules/co2.h"
 #include "schedules/diloco.h"
 #include "schedules/gradient_sync.h"
+#include "schedules/methods.h"
 
 namespace lowband::schedules {
 
@@ -104,18 +105,43 @@ std::unique_ptr<Strategy> makeStrategy(const SyncSettings& settings, nn::ParamSt
              "local_sgd, diloco, streaming_diloco and co2 keep their outer state in host memory; "
              "on a GPU this version trains with sync.outer.method none or ddp only (or use "
              "device: cpu)");
-  switch (settings.method) {
-    case OuterMethod::None:
-    case OuterMethod::Ddp:
-      return std::make_unique<DataParallel>(settings, params, groups);
-    case OuterMethod::LocalSgd:
-    case OuterMethod::Diloco:
-    case OuterMethod::StreamingDiloco:
-      return std::make_unique<StreamingDiloco>(settings, params, groups);
-    case OuterMethod::Co2:
-      return std::make_unique<Co2>(settings, params, groups);
-  }
-  LB_THROW(ScheduleError, "unknown outer method");
+  return outerMethod(settings.method).make(settings, params, groups);
 }
+
+namespace {
+
+void noDefaults(OuterConfig&, const std::function<bool(const std::string&)>&) {}
+void noChecks(const OuterConfig&, int64_t, std::vector<MethodProblem>&) {}
+std::unique_ptr<Strategy> makeDataParallel(const SyncSettings& s, nn::ParamStore& params,
+                                           ReplicaGroups& groups) {
+  return std::make_unique<DataParallel>(s, params, groups);
+}
+void noLayout(const OuterConfig&, int64_t, LayoutFields&) {}
+
+}  // namespace
+
+// none: replicas never meet (nothing crosses the outer tier).
+extern const OuterMethodSpec kNoneMethod{
+    OuterMethod::None,
+    0,
+    noDefaults,
+    noChecks,
+    [](const OuterConfig&, int64_t, int64_t) { return OuterSchedule{}; },
+    noLayout,
+    makeDataParallel};
+
+// ddp: gradients averaged over the whole world every step, bucket by bucket as backward
+// produces them; the next forward of a block waits for its gradients' average.
+extern const OuterMethodSpec kDdpMethod{OuterMethod::Ddp,
+                                        kKeyTier | kKeyCodec,
+                                        noDefaults,
+                                        noChecks,
+                                        [](const OuterConfig&, int64_t, int64_t) {
+                                          OuterSchedule s;
+                                          s.every_step = true;
+                                          return s;
+                                        },
+                                        noLayout,
+                                        makeDataParallel};
 
 }  // namespace lowband::schedules

@@ -4,6 +4,7 @@
 
 #include "runtime/nn_ops.h"
 #include "schedules/gradient_sync.h"
+#include "schedules/methods.h"
 
 namespace lowband::schedules {
 
@@ -78,5 +79,50 @@ comm::TierBytes ZeroShard::wireBytesPerStep(bool reduce_scatter) const {
   }
   return out;
 }
+
+}  // namespace lowband::schedules
+
+// ---- the descriptors of zero1 and zero2 ---------------------------------------------------
+
+namespace lowband::schedules {
+
+namespace {
+
+// Gradients split like the optimizer state unless the config says otherwise.
+void shardDefaults(InnerConfig& inner, const std::function<bool(const std::string&)>& set) {
+  if (!set("shard.grads")) inner.shard.grads = inner.shard.optimizer;
+}
+
+void shardChecks(const InnerConfig& inner, const std::function<int(const std::string&)>& level,
+                 std::vector<MethodProblem>& out) {
+  const ShardPlacement& s = inner.shard;
+  if (inner.method == InnerMethod::Zero1 && level(s.grads) != level(s.optimizer))
+    out.push_back({"sync.inner.shard.grads",
+                   "zero1 keeps whole (all-reduced) gradients on every rank; gradient shards "
+                   "are zero2's (set method: zero2, or remove the key)"});
+  if (inner.method == InnerMethod::Zero2 && level(s.grads) > level(s.optimizer))
+    out.push_back({"sync.inner.shard.grads",
+                   "gradients split over '" + s.grads + "' are coarser than the optimizer's '" +
+                       s.optimizer +
+                       "': each optimizer shard needs its gradients; use the optimizer's tier "
+                       "or one inside it"});
+  if (!s.secondary_params.empty())
+    out.push_back({"sync.inner.shard.secondary_params",
+                   "zero1/zero2 keep whole parameters on every rank, so there is no parameter "
+                   "partition to mirror inside a tier (ZeRO++ hpZ serves ZeRO-3); remove the "
+                   "key"});
+}
+
+// The optimizer shards' cut.
+void shardLayout(const InnerConfig& inner, LayoutFields& out) {
+  out.emplace_back("shards", "optimizer " + inner.shard.optimizer + ", grads " + inner.shard.grads);
+}
+
+}  // namespace
+
+extern const InnerMethodSpec kZero1Method{InnerMethod::Zero1, true, shardDefaults, shardChecks,
+                                          shardLayout};
+extern const InnerMethodSpec kZero2Method{InnerMethod::Zero2, true, shardDefaults, shardChecks,
+                                          shardLayout};
 
 }  // namespace lowband::schedules

@@ -48,7 +48,8 @@ header = b"LBSTATE\0" + struct.pack("<IIQII", 1, len(entries), len(payload),
 with open(f"{seeds}/fuzz_checkpoint/rank.state", "wb") as f:
     f.write(header + payload)
 with open(f"{seeds}/fuzz_checkpoint/COMPLETE", "w") as f:
-    f.write("lowband-checkpoint 1\nstep 500\nworld 2\nlayout world 2, 2 replica(s) of 1\n"
+    f.write("lowband-checkpoint 2\nstep 500\nworld 2\nlayout world\t2\nlayout replicas\t2\n"
+            "layout outer\tdiloco\nlayout wan gradients\tint8 with error feedback\n"
             "file model.safetensors 140904 03ef6d07\nfile rank_00000.state 694602 25f8f4e1\n")
 PY
 

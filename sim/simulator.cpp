@@ -5,33 +5,18 @@
 
 namespace lowband::sim {
 
-const char* methodName(Method m) {
-  switch (m) {
-    case Method::Dp:
-      return "dp";
-    case Method::Diloco:
-      return "diloco";
-    case Method::Streaming:
-      return "streaming";
-    case Method::Co2:
-      return "co2";
-  }
-  return "?";
-}
-
-namespace {
-constexpr Method kMethods[] = {Method::Dp, Method::Diloco, Method::Streaming, Method::Co2};
-}
+const char* methodName(Method m) { return schedules::outerMethod(m).name(); }
 
 std::vector<std::string> methodNames() {
   std::vector<std::string> names;
-  for (Method m : kMethods) names.emplace_back(methodName(m));
+  for (const schedules::OuterMethodSpec* m : schedules::outerMethods())
+    if (m->id != Method::None) names.emplace_back(m->name());
   return names;
 }
 
 Method methodNamed(const std::string& name) {
-  for (Method m : kMethods)
-    if (name == methodName(m)) return m;
+  for (const schedules::OuterMethodSpec* m : schedules::outerMethods())
+    if (name == m->name() && m->id != Method::None) return m->id;
   LB_THROW(SimError, "unknown method '" + name + "'");
 }
 
@@ -54,10 +39,10 @@ namespace {
 struct Link {
   LinkSpec spec;
   double free_at = 0;
-  // Issues `wire` bytes at `t`; returns when the exchange lands.
-  double issue(double t, double wire) {
+  // Issues an exchange of `wire_s` seconds on the wire at `t`; returns when it lands.
+  double issue(double t, double wire_s) {
     const double begin = std::max(t, free_at);
-    free_at = begin + wire * 8 / spec.bits_per_s;
+    free_at = begin + wire_s;
     return free_at + spec.latency_s;
   }
 };
@@ -85,18 +70,29 @@ void check(const ModelShape& m, const Setup& s, const LinkSpec& link) {
 
 double utilization(const ModelShape& m, const Setup& s, const LinkSpec& spec) {
   check(m, s, spec);
-  const int64_t L = m.layers;
-  const double tf = m.step_s / (3.0 * static_cast<double>(L)), tb = 2 * tf;
-  const double per_layer = m.params / static_cast<double>(L);
   const double ring = 2.0 * static_cast<double>(s.replicas - 1) / static_cast<double>(s.replicas);
-  auto wire = [&](double params) { return ring * params * s.bits / 8; };
-  const int64_t F = (L + m.fragment_layers - 1) / m.fragment_layers;
-  std::vector<int64_t> offset(F);
-  for (int64_t p = 0; p < F; ++p)
-    offset[p] = std::llround(static_cast<double>(p * m.H) / static_cast<double>(F));
+  // All P parameters at `bits` each through a ring all-reduce over the link.
+  const double full_wire_s = ring * m.params * s.bits / spec.bits_per_s;
+  schedules::OuterConfig outer;
+  outer.method = s.method;
+  outer.H = m.H;
+  outer.fragments = {(m.layers + m.fragment_layers - 1) / m.fragment_layers};
+  outer.overlap = s.overlap;
+  const schedules::OuterSchedule schedule =
+      schedules::outerMethod(s.method).schedule(outer, m.layers, s.overlap);
+  return utilization(schedule, m.layers, m.step_s, full_wire_s, spec.latency_s, m.H);
+}
 
-  const int64_t s0 = 2 * m.H, W = 4 * m.H;
-  Link link{spec};
+double utilization(const schedules::OuterSchedule& schedule, int64_t L, double step_s,
+                   double full_wire_s, double latency_s, int64_t window_period) {
+  const double tf = step_s / (3.0 * static_cast<double>(L)), tb = 2 * tf;
+  auto transfer = [&](int64_t blocks) {
+    return full_wire_s * static_cast<double>(blocks) / static_cast<double>(L);
+  };
+  // Warm-up and window: whole periods of every schedule, so closed forms hold exactly.
+  const int64_t H = std::max<int64_t>({1, schedule.period, window_period});
+  const int64_t s0 = 2 * H, W = 4 * H;
+  Link link{{1.0, latency_s}};        // wire below is in seconds at 1 "bit" per second
   std::vector<double> ready(L, 0.0);  // when layer l's parameters may next be read
   std::vector<Pending> pending;
   double cursor = 0, start_s0 = 0;
@@ -109,25 +105,19 @@ double utilization(const ModelShape& m, const Setup& s, const LinkSpec& spec) {
     for (int64_t l = 0; l < L; ++l) {
       const double begin = std::max(cursor, ready[l]);
       if (l == 0 && t == s0) start_s0 = begin;
-      if (l == 0 && t == s0 + W) return static_cast<double>(W) * m.step_s / (begin - start_s0);
+      if (l == 0 && t == s0 + W) return static_cast<double>(W) * step_s / (begin - start_s0);
       cursor = begin + tf;
     }
     for (int64_t l = L - 1; l >= 0; --l) {
       cursor += tb;
-      if (s.method == Method::Dp)
-        pending.push_back({t + 1, l, l + 1, link.issue(cursor, wire(per_layer))});
+      if (schedule.every_step)
+        pending.push_back({t + 1, l, l + 1, link.issue(cursor, transfer(1))});
     }
-    // diloco's exchange is applied before the next step, co2's a round later.
-    if ((s.method == Method::Diloco || s.method == Method::Co2) && (t + 1) % m.H == 0)
-      pending.push_back(
-          {t + 1 + (s.method == Method::Co2 ? m.H : 0), 0, L, link.issue(cursor, wire(m.params))});
-    if (s.method == Method::Streaming)
-      for (int64_t p = 0; p < F; ++p) {
-        if ((t + 1 - offset[p]) % m.H != 0) continue;
-        const int64_t first = p * m.fragment_layers, last = std::min(L, first + m.fragment_layers);
-        pending.push_back(
-            {t + 1 + s.overlap, first, last,
-             link.issue(cursor, wire(per_layer * static_cast<double>(last - first)))});
+    if (schedule.period > 0)
+      for (const schedules::OuterSchedule::Fragment& f : schedule.fragments) {
+        if ((t + 1 - f.offset) % schedule.period != 0) continue;
+        pending.push_back({t + 1 + schedule.delay, f.first, f.last,
+                           link.issue(cursor, transfer(f.last - f.first))});
       }
   }
   return 1.0;  // not reached: the loop returns at step s0 + W

@@ -6,11 +6,12 @@
 //   b + w / B + lat, and keeps the link busy until b + w / B (the emulated link's model,
 //   comm/link.h: bandwidth is shared in issue order, latency overlaps);
 //   wire bytes of an all-reduce of p parameters at `bits` each: 2 (M-1)/M * p * bits / 8.
-// Methods (P parameters, L layers, each P / L):
-//   dp:        every step, each layer's gradient all-reduce is issued when its backward-weights
+// Methods (P parameters, L layers, each P / L), as their descriptors' schedules say:
+//   ddp:       every step, each layer's gradient all-reduce is issued when its backward-weights
 //              ends; the next step's forward of that layer waits for it.
-//   diloco:    after every H-th step all P parameters are exchanged; the next forward waits.
-//   streaming: fragments of `fragment_layers` consecutive layers; fragment p (offset
+//   local_sgd, diloco: after every H-th step all P parameters are exchanged; the next forward
+//              waits.
+//   streaming_diloco: fragments of `fragment_layers` consecutive layers; fragment p (offset
 //              t_p = round(p H / F)) is exchanged after each step t with (t + 1 - t_p) mod H
 //              == 0; the forward of its layers in step t + 1 + tau waits for it (tau = 0:
 //              blocking).
@@ -27,15 +28,18 @@
 #include <vector>
 
 #include "runtime/error.h"
+#include "schedules/methods.h"
 
 namespace lowband::sim {
 
 LB_DEFINE_ERROR(SimError, "simulate");
 
-enum class Method { Dp, Diloco, Streaming, Co2 };
+// The methods are the registry's (schedules/methods.h); each one's schedule says when it
+// exchanges and when an exchange must have landed.
+using Method = schedules::OuterMethod;
 const char* methodName(Method m);
-std::vector<std::string> methodNames();       // every method's name, in enum order
-Method methodNamed(const std::string& name);  // SimError for an unknown name
+std::vector<std::string> methodNames();       // the methods that exchange, in enum order
+Method methodNamed(const std::string& name);  // SimError for an unknown name or none
 
 struct ModelShape {
   std::string name;  // "1b", "custom", ...
@@ -51,7 +55,7 @@ const std::vector<ModelShape>& presets();
 const ModelShape* findPreset(const std::string& name);  // null when unknown
 
 struct Setup {
-  Method method = Method::Dp;
+  Method method = Method::Ddp;
   int64_t overlap = 0;  // streaming tau
   double bits = 16;     // per exchanged parameter (bf16 as large runs exchange)
   int64_t replicas = 2;
@@ -63,6 +67,12 @@ struct LinkSpec {
 };
 
 double utilization(const ModelShape& model, const Setup& setup, const LinkSpec& link);
+// The same DAG for any schedule: `layers` blocks, steps of `step_s` seconds of compute, and an
+// exchange of the parameters of k blocks taking k / layers * full_wire_s + latency_s on the
+// link (what `lowband plan` predicts a config's exposed outer exchanges with). The warm-up is 2
+// and the window 4 of max(period, window_period) steps.
+double utilization(const schedules::OuterSchedule& schedule, int64_t layers, double step_s,
+                   double full_wire_s, double latency_s, int64_t window_period = 1);
 // The least bandwidth (bits/s) in [lo, hi] at which utilisation reaches `target` (bisection on
 // a log scale, to 0.1%), or nothing when even `hi` does not (e.g. latency-bound).
 std::optional<double> neededBandwidth(const ModelShape& model, const Setup& setup, double latency_s,

@@ -145,8 +145,8 @@ TEST(Cli, BadOptionValuesAreOneErrorLine) {
       {{"simulate", "--preset", "2b"},
        "error: --preset: expected one of 1b, 10b, 100b, got '2b' (did you mean '1b'?)"},
       {{"simulate", "--method", "streamin"},
-       "error: --method: expected one of dp, diloco, streaming, co2, got 'streamin' (did you "
-       "mean 'streaming'?)"},
+       "error: --method: expected one of ddp, local_sgd, diloco, streaming_diloco, co2, got "
+       "'streamin' (did you mean 'streaming_diloco'?)"},
       {{"simulate", "--format", "markdown"},
        "error: --format: expected one of md, csv, json, got 'markdown'"},
       {{"bench", "train", "--steps", "0"}, "error: --steps: expected a positive integer, got 0"},
@@ -194,7 +194,7 @@ TEST(Cli, SimulateRefusesUnboundedSweeps) {
   EXPECT_NE(big.err.find("fewer --points"), std::string::npos) << big.err;
   EXPECT_EQ(std::count(big.err.begin(), big.err.end(), '\n'), 1) << big.err;
   CliRun overlap = cli(
-      {"simulate", "--preset", "1b", "--method", "streaming", "--overlap", "100", "--points", "2"});
+      {"simulate", "--preset", "1b", "--method", "streaming_diloco", "--overlap", "100", "--points", "2"});
   EXPECT_EQ(overlap.status, kExitBadInput) << overlap.err;
   EXPECT_EQ(overlap.err,
             "error: simulate: --overlap 100 must be < H 100 (1b): a fragment's exchange must land "

@@ -35,7 +35,7 @@ TEST(Simulate, DilocoBlocksForItsWholeExchange) {
 TEST(Simulate, StreamingWithOneFragmentIsDiloco) {
   const ModelShape one = shape(12, 12);
   for (const double B : {1e7, 1e9})
-    EXPECT_NEAR(utilization(one, {Method::Streaming, 0, 8, 4}, {B, 0.01}),
+    EXPECT_NEAR(utilization(one, {Method::StreamingDiloco, 0, 8, 4}, {B, 0.01}),
                 utilization(one, {Method::Diloco, 0, 8, 4}, {B, 0.01}), 1e-12);
 }
 
@@ -44,8 +44,8 @@ TEST(Simulate, StreamingOverlapHidesAFragmentThatLandsWithinTau) {
   const double lat = 0.01;
   // A fragment's exchange takes 0.15 s + 10 ms < one step (0.2 s): overlap 1 hides it all.
   const double B = 2.0 * 0.5 * 3e7 * 16 / 0.15;
-  EXPECT_NEAR(utilization(m, {Method::Streaming, 1, 16, 2}, {B, lat}), 1.0, 1e-12);
-  EXPECT_LT(utilization(m, {Method::Streaming, 0, 16, 2}, {B, lat}), 1.0);  // blocking shows
+  EXPECT_NEAR(utilization(m, {Method::StreamingDiloco, 1, 16, 2}, {B, lat}), 1.0, 1e-12);
+  EXPECT_LT(utilization(m, {Method::StreamingDiloco, 0, 16, 2}, {B, lat}), 1.0);  // blocking shows
 }
 
 // CO2 applies round k's exchange at the start of round k + 2: no stall while it lands within
@@ -62,10 +62,10 @@ TEST(Simulate, Co2IsHiddenUntilTheLinkIsTheBottleneck) {
 
 TEST(Simulate, DpReachesFullUtilisationOnlyWithAFreeLink) {
   const ModelShape m = shape();
-  EXPECT_NEAR(utilization(m, {Method::Dp, 0, 16, 2}, {1e18, 0}), 1.0, 1e-9);
+  EXPECT_NEAR(utilization(m, {Method::Ddp, 0, 16, 2}, {1e18, 0}), 1.0, 1e-9);
   double last = 0;
   for (double B = 1e7; B <= 1e13; B *= 10) {
-    const double u = utilization(m, {Method::Dp, 0, 16, 2}, {B, 1e-3});
+    const double u = utilization(m, {Method::Ddp, 0, 16, 2}, {B, 1e-3});
     EXPECT_GE(u, last) << B;  // more bandwidth never hurts
     last = u;
   }
@@ -88,11 +88,11 @@ TEST(Simulate, NeededBandwidthInvertsTheDilocoFormula) {
 TEST(Simulate, OrderingAtOneHundredMegabit) {
   const ModelShape& m = *findPreset("1b");
   const LinkSpec link{1e8, 0.01};
-  const double dp = utilization(m, {Method::Dp, 0, 16, 2}, link);
+  const double dp = utilization(m, {Method::Ddp, 0, 16, 2}, link);
   const double diloco = utilization(m, {Method::Diloco, 0, 16, 2}, link);
-  const double streaming = utilization(m, {Method::Streaming, 0, 16, 2}, link);
-  const double overlapped = utilization(m, {Method::Streaming, 1, 16, 2}, link);
-  const double fp4 = utilization(m, {Method::Streaming, 1, 4, 2}, link);
+  const double streaming = utilization(m, {Method::StreamingDiloco, 0, 16, 2}, link);
+  const double overlapped = utilization(m, {Method::StreamingDiloco, 1, 16, 2}, link);
+  const double fp4 = utilization(m, {Method::StreamingDiloco, 1, 4, 2}, link);
   EXPECT_LT(dp, diloco);
   EXPECT_LT(diloco, streaming);
   EXPECT_LT(streaming, overlapped);
@@ -100,9 +100,9 @@ TEST(Simulate, OrderingAtOneHundredMegabit) {
 }
 
 TEST(Simulate, BadInputIsAClearError) {
-  EXPECT_THROW(utilization(shape(), {Method::Dp, 0, 16, 1}, {1e9, 0}), SimError);
-  EXPECT_THROW(utilization(shape(), {Method::Dp, 0, 0, 2}, {1e9, 0}), SimError);
-  EXPECT_THROW(utilization(shape(), {Method::Dp, 0, 16, 2}, {0, 0}), SimError);
+  EXPECT_THROW(utilization(shape(), {Method::Ddp, 0, 16, 1}, {1e9, 0}), SimError);
+  EXPECT_THROW(utilization(shape(), {Method::Ddp, 0, 0, 2}, {1e9, 0}), SimError);
+  EXPECT_THROW(utilization(shape(), {Method::Ddp, 0, 16, 2}, {0, 0}), SimError);
 }
 
 }  // namespace
@@ -134,15 +134,16 @@ TEST(SimulateCli, JsonHasOneObjectPerRowWithTheNeededBandwidths) {
           "\"needed_gbps\":{\"0.5\":", "\"0.99\":", "\"curve\":[{\"gbps\":"})
       EXPECT_NE(line.find(key), std::string::npos) << key << " in " << line;
   }
-  EXPECT_EQ(rows, 5);  // dp, diloco, streaming, streaming overlap 1, the same at 4 bits
+  EXPECT_EQ(rows, 5);  // ddp, diloco, streaming_diloco, its overlap 1, the same at 4 bits
 }
 
 TEST(SimulateCli, MarkdownAndCsvTablesAndCustomModels) {
-  const CliRun md = cli({"simulate", "--layers", "12", "--params", "1.2e8", "--step-time", "0.2",
-                         "--H", "10", "--method", "streaming", "--overlap", "1", "--points", "3"});
+  const CliRun md =
+      cli({"simulate", "--layers", "12", "--params", "1.2e8", "--step-time", "0.2", "--H", "10",
+           "--method", "streaming_diloco", "--overlap", "1", "--points", "3"});
   ASSERT_EQ(md.status, 0) << md.err;
   EXPECT_NE(md.out.find("### custom: 12 layers"), std::string::npos) << md.out;
-  EXPECT_NE(md.out.find("| streaming overlap 1 16b |"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("| streaming_diloco overlap 1 16b |"), std::string::npos) << md.out;
   const CliRun csv = cli(
       {"simulate", "--preset", "10b", "--format", "csv", "--points", "3", "--method", "diloco"});
   ASSERT_EQ(csv.status, 0) << csv.err;
@@ -160,7 +161,7 @@ TEST(SimulateCli, ConfigGivesTheOuterExchangeOfARealLayout) {
   const CliRun r = cli({"simulate", "--config", config, "--world", "4", "--step-time", "0.05",
                         "--format", "json", "--points", "3"});
   ASSERT_EQ(r.status, 0) << r.err;
-  for (const char* key : {"\"method\":\"streaming\"", "\"overlap\":1", "\"bits\":4.5",
+  for (const char* key : {"\"method\":\"streaming_diloco\"", "\"overlap\":1", "\"bits\":4.5",
                           "\"replicas\":2", "\"latency_s\":0.02"})
     EXPECT_NE(r.out.find(key), std::string::npos) << key << " in " << r.out;
   for (const auto& [option, value] :  // the config says those
@@ -175,7 +176,7 @@ TEST(SimulateCli, ConfigGivesTheOuterExchangeOfARealLayout) {
   const CliRun ddp = cli({"simulate", "--config", config, "--world", "4", "--step-time", "0.05",
                           "--set", "sync.outer.method=ddp", "--format", "json", "--points", "2"});
   ASSERT_EQ(ddp.status, 0) << ddp.err;
-  EXPECT_NE(ddp.out.find("\"method\":\"dp\""), std::string::npos) << ddp.out;
+  EXPECT_NE(ddp.out.find("\"method\":\"ddp\""), std::string::npos) << ddp.out;
   EXPECT_NE(ddp.out.find("\"latency_s\":0.02"), std::string::npos) << ddp.out;
 }
 
