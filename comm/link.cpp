@@ -1,14 +1,62 @@
 #include "comm/link.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <thread>
+
+#include "comm/mpi_runtime.h"
 
 namespace lowband::comm {
 
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+std::atomic<bool> g_emulation_stopped{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "set from signal handlers");
+
+bool emulationStopped() { return g_emulation_stopped.load(std::memory_order_relaxed); }
+
+// Sleeps until `until`, in slices: a stop signal arrives on some thread with SA_RESTART, so
+// one long sleep would go on for as long as the link model says (hours at a few bit/s).
+void sleepUntil(Clock::time_point until) {
+  constexpr auto kSlice = std::chrono::milliseconds(50);
+  for (auto now = Clock::now(); now < until && !emulationStopped(); now = Clock::now())
+    std::this_thread::sleep_until(std::min(until, now + kSlice));
+}
+
+bool delivered(Clock::time_point ready) { return emulationStopped() || Clock::now() >= ready; }
+
+std::string bitsPerSecond(double bytes_per_s) {
+  static const char* const kUnits[] = {"bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"};
+  double v = bytes_per_s * 8;
+  int u = 0;
+  for (; v >= 1000 && u < 4; ++u) v /= 1000;
+  char text[48];
+  std::snprintf(text, sizeof text, "%g%s", v, kUnits[u]);
+  return text;
+}
+
+std::string span(double s) {
+  char text[64];
+  if (s < 1e-3)
+    std::snprintf(text, sizeof text, "%.0f us", s * 1e6);
+  else if (s < 1)
+    std::snprintf(text, sizeof text, "%.1f ms", s * 1e3);
+  else if (s < 7200)
+    std::snprintf(text, sizeof text, "%.1f s", s);
+  else
+    std::snprintf(text, sizeof text, "%.3g s (%.1f days)", s, s / 86400);
+  return text;
+}
+
 }  // namespace
+
+void stopLinkEmulation() noexcept { g_emulation_stopped.store(true, std::memory_order_relaxed); }
+void resumeLinkEmulation() noexcept { g_emulation_stopped.store(false, std::memory_order_relaxed); }
 
 // Done when the inner op is done and the emulated link would have delivered it. Records, once,
 // how long callers waited and how long the op was in flight without anyone waiting.
@@ -18,21 +66,18 @@ class LinkCommunicator::LinkWork : public Work {
            Clock::time_point start, Clock::time_point ready)
       : owner_(owner), op_(op), inner_(std::move(inner)), start_(start), ready_(ready) {}
 
-  bool isCompleted() const override { return inner_->isCompleted() && Clock::now() >= ready_; }
+  bool isCompleted() const override { return inner_->isCompleted() && delivered(ready_); }
   void wait() override {
     const auto t0 = Clock::now();
     inner_->wait();
-    std::this_thread::sleep_until(ready_);
+    sleepUntil(ready_);
     finish(t0);
   }
   bool wait(std::chrono::milliseconds timeout) override {
     const auto t0 = Clock::now();
     if (!inner_->wait(timeout)) return false;
-    if (ready_ > t0 + timeout) {
-      std::this_thread::sleep_until(t0 + timeout);
-      return false;
-    }
-    std::this_thread::sleep_until(ready_);
+    sleepUntil(std::min(ready_, t0 + timeout));
+    if (!delivered(ready_)) return false;
     finish(t0);
     return true;
   }
@@ -63,20 +108,39 @@ std::shared_ptr<Work> LinkCommunicator::track(const char* op, double wire,
                                               std::shared_ptr<Work> inner) {
   const auto now = Clock::now();
   auto ready = now;
+  double queued = 0;  // seconds the op waits for earlier ones on this rank's link
   {
     std::lock_guard<std::mutex> lock(mutex_);
     OpTraffic& t = traffic_[op];
     ++t.ops;
     t.bytes_sent += wire;
     t.bytes_received += wire;
-    if (model_.bandwidth > 0 && size() > 1) {
+    if (model_.bandwidth > 0 && size() > 1 && !emulationStopped()) {
       const auto begin = std::max(now, link_free_);
       const auto transfer = std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(wire / model_.bandwidth));
       link_free_ = begin + transfer;
       ready = link_free_ + std::chrono::duration_cast<Clock::duration>(
                                std::chrono::duration<double>(model_.latency));
+      queued = seconds(begin - now);
     }
+  }
+  // The watchdog of emulated time: the delivery time is known now, so an op that would outlive
+  // comm.timeout ends the job at once instead of sleeping that long first.
+  const double delay = seconds(ready - now);
+  if (model_.timeout > 0 && delay > model_.timeout) {
+    char timeout[32];
+    std::snprintf(timeout, sizeof timeout, "%.1f s", model_.timeout);
+    abortJob("error: comm watchdog on rank " + std::to_string(MpiRuntime::instance().rank()) +
+                 ": " + op + " of " + std::to_string(static_cast<int64_t>(wire)) +
+                 " bytes on the emulated link '" + tier_ + "' (" + bitsPerSecond(model_.bandwidth) +
+                 ", latency " + span(model_.latency) + ") would complete " + span(delay) +
+                 " after it was issued" +
+                 (queued > 0 ? " (" + span(queued) + " of it behind earlier ops)" : "") +
+                 ", more than comm.timeout " + timeout +
+                 ": the emulated link is too slow (topology.emulate); raise the tier's bandwidth "
+                 "or comm.timeout; aborting the job",
+             kCommFailureExit);
   }
   return std::make_shared<LinkWork>(*this, op, std::move(inner), now, ready);
 }

@@ -8,6 +8,9 @@
 //   begin + wire / bandwidth + latency,  begin = max(t, when this rank's link is free),
 // and the link is then busy until begin + wire / bandwidth: one token bucket per rank and tier,
 // shared by concurrent ops, so a study on one machine behaves like the declared cluster.
+// An op the model delivers more than `timeout` after it was issued ends the job at once, as the
+// MPI watchdog ends one stuck that long, with a message naming the emulated link and its
+// bandwidth. Waits sleep in short slices and end as soon as stopLinkEmulation() is called.
 // Counters: bytes sent/received, ops, time callers were blocked in wait(), and time the op was
 // in flight while nobody waited for it (overlapped with compute).
 #pragma once
@@ -33,7 +36,15 @@ struct OpTraffic {
 struct LinkModel {
   double bandwidth = 0;  // bytes per second per rank; 0 = no emulation
   double latency = 0;    // seconds
+  double timeout = 0;    // seconds (comm.timeout); 0 = none
 };
+
+// Ends every emulated wait now and delays no later op, in every LinkCommunicator of the process
+// (async-signal-safe): a stop signal must not wait hours for a slow emulated link before the
+// step boundary where it is acted on. Emulation only adds time, so results stay the same.
+// resumeLinkEmulation() turns emulation back on (a new run).
+void stopLinkEmulation() noexcept;
+void resumeLinkEmulation() noexcept;
 
 class LinkCommunicator : public Communicator {
  public:

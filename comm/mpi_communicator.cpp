@@ -176,17 +176,16 @@ void MpiCommunicator::watchdogAbort(const Op& op, double waited) const {
     if (!ranks.empty()) ranks += ',';
     ranks += std::to_string(r);
   }
-  char pid[32];
-  std::snprintf(pid, sizeof pid, "%d", MpiRuntime::instance().rank());
-  std::fprintf(stderr,
-               "error: comm watchdog on rank %s: %s of %lld elements on %s (world ranks %s) not "
-               "complete after %.1f s (comm.timeout %.1f s): a peer died, hangs, or issued "
-               "collectives in another order; aborting the job\n",
-               pid, opName(op.kind), static_cast<long long>(op.n), name().c_str(), ranks.c_str(),
-               waited, std::chrono::duration<double>(timeout_).count());
-  std::fflush(stderr);
-  MPI_Abort(MPI_COMM_WORLD, 3);
-  std::abort();
+  char times[96];
+  std::snprintf(times, sizeof times, "%.1f s (comm.timeout %.1f s)", waited,
+                std::chrono::duration<double>(timeout_).count());
+  const std::string line = "error: comm watchdog on rank " +
+                           std::to_string(MpiRuntime::instance().rank()) + ": " + opName(op.kind) +
+                           " of " + std::to_string(op.n) + " elements on " + name() +
+                           " (world ranks " + ranks + ") not complete after " + times +
+                           ": a peer died, hangs, or issued collectives in another order; "
+                           "aborting the job";
+  abortJob(line, kCommFailureExit);
 }
 
 void MpiCommunicator::progressLoop() {

@@ -5,6 +5,7 @@
 // what lets an all-reduce started before a compute phase finish during it.
 // Watchdog: an op not complete after `timeout` aborts the whole job (MPI_Abort) with one
 // message naming the op, the communicator, its ranks and the time waited; never a silent hang.
+// The job exits kCommFailureExit (2), and the message is out before it ends (abortJob).
 #pragma once
 
 #include <mpi.h>
@@ -32,6 +33,7 @@ class MpiCommunicator : public Communicator {
   int size() const override { return size_; }
   std::string name() const override { return "mpi(" + name_ + ")"; }
   const std::vector<int>& worldRanks() const { return world_ranks_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
 
   std::shared_ptr<Work> allReduceAsync(float* data, int64_t n, ReduceOp op) override;
   // `in == out` is allowed (MPI_IN_PLACE: out holds all size * n inputs, result in its first n).

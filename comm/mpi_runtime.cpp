@@ -1,5 +1,17 @@
 #include "comm/mpi_runtime.h"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
 #include "lowband_build.h"
 #if LB_WITH_CUDA
 #include <nccl.h>
@@ -49,9 +61,55 @@ MpiRuntime::~MpiRuntime() {
   if (owns_init_ && !finalized) MPI_Finalize();
 }
 
-void MpiRuntime::abort(int code) const {
-  MPI_Abort(MPI_COMM_WORLD, code);
-  std::abort();  // MPI_Abort does not return; this keeps [[noreturn]] honest
+void MpiRuntime::abort(int code) const { abortJob("", code); }
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Waits until the reader of `fd` has taken what was written to it, or until `deadline`. Pipes:
+// FIONREAD (on either end) counts the bytes still in the pipe; sockets: SIOCOUTQ those the
+// peer has not taken. Terminals and files hold what was written at once.
+void drainOutput(int fd, Clock::time_point deadline) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return;
+  unsigned long request = 0;
+  if (S_ISFIFO(st.st_mode)) request = FIONREAD;
+  if (S_ISSOCK(st.st_mode)) request = SIOCOUTQ;
+  if (request == 0) return;
+  int left = 0;
+  while (ioctl(fd, request, &left) == 0 && left > 0 && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+void writeAll(int fd, const std::string& text) {
+  for (std::size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n > 0)
+      done += static_cast<std::size_t>(n);
+    else if (n < 0 && errno != EINTR)
+      return;
+  }
+}
+
+}  // namespace
+
+void abortJob(const std::string& line, int code, const std::function<void()>& before_abort) {
+  static std::atomic<bool> ending{false};
+  if (ending.exchange(true))  // another thread is ending the process
+    while (true) std::this_thread::sleep_for(std::chrono::hours(1));
+  std::fflush(nullptr);  // std::cout/cerr write through to these (sync_with_stdio)
+  // One write of the whole line: a pipe keeps it in one piece beside other ranks' output.
+  if (!line.empty()) writeAll(STDERR_FILENO, line + "\n");
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  drainOutput(STDOUT_FILENO, deadline);
+  drainOutput(STDERR_FILENO, deadline);
+  if (before_abort) before_abort();
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);  // MPI_Abort does not return; without MPI, end here
 }
 
 std::string mpiLibraryVersion() {

@@ -64,16 +64,14 @@ class NcclCommunicator::NcclWork : public Work {
   [[noreturn]] void watchdog() const {
     const double waited =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    std::fprintf(stderr,
-                 "error: comm watchdog on rank %d: %s of %lld elements on %s not complete after "
-                 "%.1f s (comm.timeout): a peer died, hangs, or issued collectives in another "
-                 "order; aborting the job\n",
-                 MpiRuntime::instance().rank(), op_, static_cast<long long>(n_),
-                 owner_.name().c_str(), waited);
-    std::fflush(stderr);
-    ncclCommAbort(asComm(owner_.comm_));
-    MPI_Abort(MPI_COMM_WORLD, 3);
-    std::abort();
+    char line[512];
+    std::snprintf(line, sizeof line,
+                  "error: comm watchdog on rank %d: %s of %lld elements on %s not complete after "
+                  "%.1f s (comm.timeout): a peer died, hangs, or issued collectives in another "
+                  "order; aborting the job",
+                  MpiRuntime::instance().rank(), op_, static_cast<long long>(n_),
+                  owner_.name().c_str(), waited);
+    abortJob(line, kCommFailureExit, [&] { ncclCommAbort(asComm(owner_.comm_)); });
   }
   const NcclCommunicator& owner_;
   const char* op_;

@@ -83,8 +83,10 @@ Topology::Topology(const MpiCommunicator& world, std::vector<TierSpec> tiers, in
   for (int i = 0; i < levels(); ++i) {
     const int color = static_cast<int>(r - coords_[i] * strides[i]);
     levels_.push_back(world.split(color, coords_[i], tiers_[i].name));
-    const LinkModel model =
-        emulate ? LinkModel{tiers_[i].bandwidth, tiers_[i].latency} : LinkModel{};
+    const LinkModel model = emulate
+                                ? LinkModel{tiers_[i].bandwidth, tiers_[i].latency,
+                                            std::chrono::duration<double>(world.timeout()).count()}
+                                : LinkModel{};
     links_.push_back(std::make_unique<LinkCommunicator>(*levels_.back(), tiers_[i].name, model));
   }
   world_ = &world;

@@ -41,6 +41,8 @@ int openblas_get_num_threads(void);
 
 namespace lowband::launcher {
 
+static_assert(comm::kCommFailureExit == kExitRuntime, "a watchdog's abort is a failed MPI call");
+
 std::string versionText() {
   std::ostringstream s;
   s << "lowband " << LB_VERSION << "\n";
@@ -576,7 +578,8 @@ int runCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
     err << (context.world > 1 ? "[rank " + std::to_string(context.rank) + "] " : "")
         << "error: " << e.what() << "\n";
     // The other ranks may be waiting in a collective for this one: end the whole job now
-    // rather than leave them to the watchdog (unless they all know already).
+    // rather than leave them to the watchdog (unless they all know already); abort() lets
+    // the line above reach mpiexec first.
     if (context.world > 1 && !failureAgreed()) {
       err << std::flush;
       comm::MpiRuntime::instance().abort(kExitRuntime);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -16,6 +17,7 @@
 #include <map>
 #include <memory>
 
+#include "comm/link.h"
 #include "comm/mpi_communicator.h"
 #include "comm/mpi_runtime.h"
 #include "comm/topology.h"
@@ -293,14 +295,21 @@ struct LoopCounters {
 };
 
 // Slurm's warning before it ends a job (sbatch --signal=USR1@120) or the end itself (SIGTERM):
-// noted here, acted on at the next step boundary every rank agrees on.
-volatile std::sig_atomic_t g_stop_signal = 0;
-extern "C" void noteStopSignal(int signal) { g_stop_signal = signal; }
+// noted here as bits (the stop vote carries which ones each rank saw), acted on at the next step
+// boundary every rank agrees on. Emulated link waits end at once, so that boundary comes soon.
+constexpr int kSawTerm = 1, kSawUsr1 = 2;
+std::atomic<int> g_stop_signals{0};
+static_assert(std::atomic<int>::is_always_lock_free, "set from a signal handler");
+extern "C" void noteStopSignal(int signal) {
+  g_stop_signals.fetch_or(signal == SIGUSR1 ? kSawUsr1 : kSawTerm);
+  comm::stopLinkEmulation();
+}
 
 class StopSignals {
  public:
   StopSignals() {
-    g_stop_signal = 0;
+    g_stop_signals = 0;
+    comm::resumeLinkEmulation();
     struct sigaction a {};
     a.sa_handler = noteStopSignal;
     sigemptyset(&a.sa_mask);
@@ -311,6 +320,7 @@ class StopSignals {
   ~StopSignals() {
     sigaction(SIGTERM, &old_term_, nullptr);
     sigaction(SIGUSR1, &old_usr1_, nullptr);
+    comm::resumeLinkEmulation();
   }
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
@@ -724,9 +734,10 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
   const auto train_start = Clock::now();
   auto window_start = Clock::now();
   std::map<std::string, comm::OpTraffic> last_traffic = topology.tierTraffic();
-  // Preemption: each step boundary starts a world sum of the signals seen, awaited one step
-  // later (its latency hides behind that step), so every rank stops after the same step.
-  float stop_votes = 0;
+  // Preemption: each step boundary starts a world sum of the signals seen (per signal: the
+  // ranks that saw it), awaited one step later (its latency hides behind that step), so every
+  // rank stops after the same step and names the same signal, whichever rank received it.
+  float stop_votes[2] = {0, 0};  // SIGTERM, SIGUSR1
   std::shared_ptr<comm::Work> stop_vote;
   for (int64_t step = first_step; step < c.run.steps; ++step) {
     runtime::fill(stream, params.grads(), 0.0f);
@@ -827,9 +838,12 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
     if (stop_vote) {
       stop_vote->wait();
       stop_vote.reset();
-      stop_signal = stop_votes > 0 ? (g_stop_signal ? g_stop_signal : SIGTERM) : 0;
+      // SIGUSR1 (Slurm's warning, which its SIGTERM may follow) names the stop when any rank
+      // saw it.
+      stop_signal = stop_votes[1] > 0 ? SIGUSR1 : stop_votes[0] > 0 ? SIGTERM : 0;
     }
     const bool stop = stop_signal != 0 && !last;
+    if (stop) comm::stopLinkEmulation();  // ranks the signal missed: no slow exchange either
     if ((c.run.checkpoint_every > 0 && (step + 1) % c.run.checkpoint_every == 0) || last || stop)
       checkpoint(step + 1);
     if (stop) {
@@ -839,8 +853,10 @@ TrainResult train(const Config& c, const TrainOptions& options, std::ostream& ou
       break;
     }
     if (!last) {
-      stop_votes = g_stop_signal ? 1.0f : 0.0f;
-      stop_vote = world.allReduceAsync(&stop_votes, 1, comm::ReduceOp::Sum);
+      const int seen = g_stop_signals.load();
+      stop_votes[0] = (seen & kSawTerm) ? 1.0f : 0.0f;
+      stop_votes[1] = (seen & kSawUsr1) ? 1.0f : 0.0f;
+      stop_vote = world.allReduceAsync(stop_votes, 2, comm::ReduceOp::Sum);
     }
   }
   if (stop_vote) stop_vote->wait();  // started after a last step that broke out early
