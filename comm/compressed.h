@@ -1,4 +1,4 @@
-// Compressed all-reduce (DESIGN.md §4), and the reduce-scatter half of it alone: every rank
+// Compressed all-reduce (docs/methods.md), and the reduce-scatter half of it alone: every rank
 // quantises its own unreduced tensor, the encodings of shard j go to rank j (all-to-all), each rank
 // decodes and accumulates its shard in f32 (re-quantising once for the next hop), and the reduced
 // shards are all-gathered encoded and decoded everywhere, so all ranks hold identical results. Per

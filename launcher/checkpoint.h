@@ -1,4 +1,4 @@
-// Checkpoints of a run (DESIGN.md §6), one directory per step under RUN_DIR/checkpoints:
+// Checkpoints of a run (docs/operations.md), one directory per step under RUN_DIR/checkpoints:
 //   step_00000500/model.safetensors   theta_global, one F32 tensor per parameter (rank 0)
 //   step_00000500/rank_00003.state    everything rank 3 needs to continue (runtime/state_dict.h):
 //                                     its parameters, inner optimizer, outer state, exchanges in

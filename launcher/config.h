@@ -1,5 +1,5 @@
 // The experiment config: YAML -> typed structs with defaults (schema in describe() of
-// config.cpp, key names per DESIGN.md §6). Errors name the file:line:column (or the --set
+// config.cpp, key names per docs/configuration.md). Errors name the file:line:column (or the --set
 // override), the key path and what was expected, e.g.
 //   exp.yaml:3:3: run.sedd: unknown key (did you mean 'seed'?)
 #pragma once

@@ -1,5 +1,5 @@
 // `lowband plan CONFIG [--world N]`: what a run of the config would do and cost, without
-// training and without MPI (DESIGN.md §5): ranks -> hosts -> tiers -> replicas, what is sharded
+// training and without MPI (docs/studies.md): ranks -> hosts -> tiers -> replicas, what is sharded
 // where, memory per rank, bytes per step per tier, and the predicted step time and compute
 // utilisation. The layout and the bytes come from the same objects training uses (the
 // strategy over a planned topology: comm::Topology::planned), so the bytes are the ones the

@@ -1,7 +1,7 @@
 // Training data: token shards in the llm.c/nanoGPT format, IDX image files (MNIST/Fashion-MNIST,
 // gzip allowed) and the loaders that give every rank a disjoint, seeded, resumable stream of
-// batches (DESIGN.md §3). Every refusal is a DataError naming the file, the byte offset and what
-// was expected, e.g.
+// batches (docs/configuration.md). Every refusal is a DataError naming the file, the byte offset
+// and what was expected, e.g.
 //   data/kjv/train_000000.bin: byte 1024+2*17=1058: token 300 >= vocab 256
 #pragma once
 

@@ -1,4 +1,4 @@
-// The kernel-functor pattern (DESIGN.md §2): each elementwise kernel body is written once as an
+// The kernel-functor pattern (docs/design.md): each elementwise kernel body is written once as an
 // LB_HOST_DEVICE functor `body(i)`; the CPU launcher runs it in an OpenMP loop, the CUDA launcher
 // (runtime/cuda/launch.cuh) in a grid-stride kernel. CPU tests therefore exercise the same
 // arithmetic the GPU runs.

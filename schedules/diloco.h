@@ -1,5 +1,5 @@
 // Outer methods that synchronise parameters every H inner steps, fragment by fragment
-// (DESIGN.md §5). One rank holds, per fragment p, only its shard (fragments.h) of the outer
+// (docs/methods.md). One rank holds, per fragment p, only its shard (fragments.h) of the outer
 // state and exchanges only that shard across replicas (M replicas, r = this replica):
 //   local_sgd:  every H steps  theta_local = theta_global - (1/M) sum_r (theta_global -
 //               theta_local,r) = (1/M) sum_r theta_local,r  (diloco with `average`; a codec

@@ -1,4 +1,4 @@
-// How replicas synchronise (DESIGN.md §5). Ranks form replicas: the outer tier splits the
+// How replicas synchronise (docs/design.md). Ranks form replicas: the outer tier splits the
 // world into replica groups; inside a replica gradients are averaged every step (inner ddp),
 // across replicas only by the outer method. The trainer drives a Strategy through these hooks,
 // on every rank, in this order per step:

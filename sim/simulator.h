@@ -1,4 +1,4 @@
-// `lowband simulate` (DESIGN.md §7): the compute utilisation (compute time / wall time) of one
+// `lowband simulate` (docs/studies.md): the compute utilisation (compute time / wall time) of one
 // replica's steady-state step sequence when M replicas are joined by one link of bandwidth B and
 // latency lat, as a per-layer DAG per step on one compute stream and one link:
 //   forward of layer l (T / (3L)); backward of layer l, activations then weights (2T / (3L));
@@ -50,7 +50,7 @@ struct ModelShape {
   int64_t fragment_layers = 3;  // streaming
 };
 
-// The presets of DESIGN.md §7: 1b, 10b, 100b.
+// The presets of docs/studies.md: 1b, 10b, 100b.
 const std::vector<ModelShape>& presets();
 const ModelShape* findPreset(const std::string& name);  // null when unknown
 
