@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Plots one or more lowband runs from their metrics.jsonl (README "Metrics" has the schema).
+"""Plots one or more lowband runs from their metrics.jsonl (schema: docs/operations.md).
 
     scripts/plot_metrics.py runs/a runs/b [--labels A B] [--out plots.png]
 
